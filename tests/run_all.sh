@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# The whole test suite: library/notebook sync, every notebook's tests, pytest, and the docs site
+# with its browser check. Any failure stops the script with a non-zero exit code.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== 1/5 notebooks and library in sync"
+snapshot=$(mktemp -d)
+cp -r minima "$snapshot/minima"
+cp -r nbs "$snapshot/nbs"
+nbdev_export
+nbdev_clean
+if ! diff -r -x __pycache__ "$snapshot/minima" minima; then
+  echo "FAIL: minima/ differs from what nbdev_export writes from nbs/ (run nbdev_export and commit)"; exit 1
+fi
+if ! diff -r -x .ipynb_checkpoints "$snapshot/nbs" nbs; then
+  echo "FAIL: notebooks are not clean (run nbdev_clean and commit)"; exit 1
+fi
+rm -rf "$snapshot"
+if [ -d .git ] && ! git diff --exit-code --stat -- minima nbs; then
+  echo "FAIL: exported library or clean notebooks differ from the committed ones"; exit 1
+fi
+
+echo "== 2/5 notebook tests (nbdev_test, every notebook, slow cells included)"
+expected=$(find nbs -name '*.ipynb' -not -path '*/.*' -not -name '_*' | wc -l)
+log=$(mktemp)
+nbdev_test --flags slow --do_print --n_workers 2 --timing 2>&1 | tee "$log"
+ran=$(grep -c '^- Completed' "$log" || true)
+if [ "$expected" -eq 0 ] || [ "$ran" -ne "$expected" ]; then
+  echo "FAIL: nbdev_test completed $ran notebooks, expected $expected"; exit 1
+fi
+echo "nbdev_test: $ran notebooks passed"
+
+echo "== 3/5 pytest"
+set +e
+python -m pytest -q
+status=$?
+set -e
+if [ "$status" -eq 5 ]; then echo "FAIL: pytest collected no tests"; exit 1; fi
+if [ "$status" -ne 0 ]; then exit "$status"; fi
+
+echo "== 4/5 docs site"
+python tools/build_docs.py
+
+echo "== 5/5 browser test of the docs site"
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "FAIL: the browser test needs chromium (Debian: apt-get install chromium)"; exit 1
+  fi
+fi
+python tests/browser_test.py
+echo "All checks passed."
