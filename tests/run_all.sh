@@ -17,6 +17,7 @@ if ! diff -r -x .ipynb_checkpoints "$snapshot/nbs" nbs; then
   echo "FAIL: notebooks are not clean (run nbdev_clean and commit)"; exit 1
 fi
 rm -rf "$snapshot"
+python tools/readme.py --check
 if [ "${CI:-}" = "true" ] && [ -d .git ] && ! git diff --exit-code --stat -- minima nbs; then
   echo "FAIL: exported library or clean notebooks differ from the committed ones"; exit 1
 fi
