@@ -1,0 +1,374 @@
+"Checkpoints: exact round trips, refused inputs, crafted files that would run code, crashes while saving."
+import json, os, pickle, random, signal, subprocess, sys, time, zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from minima.checkpoint import save, load, CheckpointError, META, FORMAT, VERSION
+
+
+def same(a, b):
+    "Exact structural equality: types, keys in order, array dtype/shape/bytes, float bits (nan == nan)."
+    assert type(a) is type(b), (type(a), type(b))
+    if isinstance(a, dict):
+        assert list(a) == list(b) and [type(k) for k in a] == [type(k) for k in b]
+        for k in a: same(a[k], b[k])
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b)
+        for x, y in zip(a, b): same(x, y)
+    elif isinstance(a, (np.ndarray, np.generic)):
+        assert a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+    elif isinstance(a, float):
+        assert np.float64(a).tobytes() == np.float64(b).tobytes() or (a != a and b != b)
+    else:
+        assert a == b
+
+
+STATE = {
+    'model': {'0.weight': np.arange(12, dtype=np.float32).reshape(3, 4), '0.bias': np.zeros(3, np.float32)},
+    'optimizer': {'state': {0: {'step': 5, 'exp_avg': np.linspace(-1, 1, 12).reshape(3, 4)},
+                            1: {'step': np.int64(5), 'exp_avg_sq': np.full(3, 1e-300)}},
+                  'param_groups': [{'lr': 1e-3, 'betas': (0.9, 0.999), 'eps': 1e-8, 'amsgrad': False,
+                                    'maximize': False, 'foreach': None, 'params': [0, 1],
+                                    'names': ['0.weight', '0.bias']}]},
+    'scheduler': {'last_epoch': 3, 'base_lrs': [0.1], '_last_lr': [0.0999], 'milestones': {10: 1, 20: 2}},
+    'numbers': [float('inf'), float('-inf'), float('nan'), -0.0, 5e-324, 2**80, -7, True, False, None],
+    'keys': {1: 'int one', '1': 'str one', '': 'empty', 'ü∂': 'unicode'},
+    'empty': [[], (), {}, ''],
+    'nested': ((1, [2, (3,)]), [{'a': (None,)}]),
+    'arrays': [np.array(True), np.array([True, False]), np.arange(5, dtype=np.int8), np.arange(3, dtype=np.uint16),
+               np.arange(4, dtype=np.int64), np.ones(2, np.float16), np.array([1 + 2j]), np.zeros((0, 3)),
+               np.array(2.5), np.asfortranarray(np.arange(6.).reshape(2, 3)), np.arange(10.)[::3],
+               np.arange(3, dtype='>f8'), np.array([np.nan, np.inf, -0.0], np.float32)],
+    'scalars': [np.float32(0.1), np.float64(0.1), np.int32(-3), np.uint8(255), np.bool_(True), np.complex64(1j)],
+}
+
+
+def test_round_trip_is_exact(tmp_path):
+    save(STATE, tmp_path / 'a.ckpt')
+    same(STATE, load(tmp_path / 'a.ckpt'))
+
+
+def test_round_trip_accepts_str_and_pathlike(tmp_path):
+    save([1, np.ones(2)], str(tmp_path / 'a.npz'))
+    same([1, np.ones(2)], load(str(tmp_path / 'a.npz')))
+
+
+def test_loaded_arrays_are_fresh_and_writable(tmp_path):
+    a = np.arange(4.)
+    save({'a': a}, tmp_path / 'c')
+    b = load(tmp_path / 'c')['a']
+    b[0] = 99
+    assert a[0] == 0 and b.flags.writeable and not np.shares_memory(a, b)
+
+
+def test_same_state_same_bytes(tmp_path):
+    save(STATE, tmp_path / 'a'); time.sleep(0.01); save(STATE, tmp_path / 'b')
+    assert (tmp_path / 'a').read_bytes() == (tmp_path / 'b').read_bytes()
+
+
+def test_numpy_opens_the_file_without_pickle(tmp_path):
+    save({'w': np.arange(3.)}, tmp_path / 'a.npz')
+    with np.load(tmp_path / 'a.npz', allow_pickle=False) as z:
+        assert sorted(z.files) == sorted([META, 'a0'])
+        np.testing.assert_array_equal(z['a0'], np.arange(3.))
+        assert json.loads(z[META])['format'] == FORMAT
+
+
+class WithState:
+    def __init__(self, d): self.d = d
+    def state_dict(self): return self.d
+
+
+def test_objects_with_state_dict_are_saved_as_their_state(tmp_path):
+    save({'model': WithState({'w': np.ones(2)}), 'epoch': 1}, tmp_path / 'c')
+    same({'model': {'w': np.ones(2)}, 'epoch': 1}, load(tmp_path / 'c'))
+
+
+def test_overwrite_replaces_and_leaves_no_temporary(tmp_path):
+    p = tmp_path / 'c'
+    save({'v': 1}, p); save({'v': 2}, p)
+    assert load(p) == {'v': 2} and os.listdir(tmp_path) == ['c']
+
+
+def test_permissions_kept_on_overwrite(tmp_path):
+    p = tmp_path / 'c'
+    save(1, p); os.chmod(p, 0o640); save(2, p)
+    assert os.stat(p).st_mode & 0o777 == 0o640
+    umask = os.umask(0o022)
+    try: save(3, tmp_path / 'new')
+    finally: os.umask(umask)
+    assert os.stat(tmp_path / 'new').st_mode & 0o777 == 0o644
+
+
+class Weird: pass
+
+
+cyc = []; cyc.append(cyc)
+UNSAVEABLE = {
+    'object array': ({'a': np.array([1, 'x'], dtype=object)}, TypeError, "obj['a']: cannot save an array of dtype object"),
+    'string array': ([np.array(['a', 'b'])], TypeError, 'obj[0]: cannot save an array of dtype <U1'),
+    'structured array': (np.zeros(2, [('x', 'f4')]), TypeError, 'cannot save an array of dtype'),
+    'datetime array': (np.array(['2020-01-01'], 'datetime64[D]'), TypeError, 'cannot save an array of dtype'),
+    'set': ({'s': {1, 2}}, TypeError, "obj['s']: cannot save an object of type set"),
+    'custom object': ([1, Weird()], TypeError, 'obj[1]: cannot save an object of type Weird'),
+    'bytes': (b'raw', TypeError, 'cannot save an object of type bytes'),
+    'float key': ({1.5: 1}, TypeError, 'dict key 1.5 of type float'),
+    'bool key': ({True: 1}, TypeError, 'dict key True of type bool'),
+    'tuple key': ({(1, 2): 1}, TypeError, 'dict key (1, 2) of type tuple'),
+    'None key': ({None: 1}, TypeError, 'dict key None'),
+    'cycle': (cyc, ValueError, 'obj[0]: contains itself'),
+    'dict subclass': (__import__('collections').OrderedDict(a=1), TypeError, 'type OrderedDict'),
+}
+
+
+@pytest.mark.parametrize('name', list(UNSAVEABLE))
+def test_save_refuses_unsupported_values_and_changes_nothing(tmp_path, name):
+    obj, err, msg = UNSAVEABLE[name]
+    p = tmp_path / 'c'
+    save({'old': np.arange(3)}, p)
+    before = p.read_bytes()
+    with pytest.raises(err) as e: save(obj, p)
+    assert msg in str(e.value)
+    assert p.read_bytes() == before and os.listdir(tmp_path) == ['c']
+
+
+def test_save_into_missing_directory_raises(tmp_path):
+    with pytest.raises(FileNotFoundError): save(1, tmp_path / 'no' / 'c')
+    assert os.listdir(tmp_path) == []
+
+
+def test_save_onto_a_directory_raises_and_cleans_up(tmp_path):
+    (tmp_path / 'd').mkdir()
+    with pytest.raises(OSError): save(1, tmp_path / 'd')
+    assert os.listdir(tmp_path) == ['d'] and os.listdir(tmp_path / 'd') == []
+
+
+def test_shared_array_is_saved_twice_and_loads_as_two_arrays(tmp_path):
+    a = np.ones(2)
+    save([a, a], tmp_path / 'c')
+    x, y = load(tmp_path / 'c')
+    assert not np.shares_memory(x, y)
+    np.testing.assert_array_equal(x, y)
+
+
+# ---- loading refuses anything that is not exactly a checkpoint -------------------------------------------------
+
+def write_zip(path, members, meta=None):
+    "A zip with the given {name: bytes} members, plus a JSON member from `meta` if given."
+    with zipfile.ZipFile(path, 'w') as z:
+        if meta is not None: z.writestr(META, json.dumps(meta))
+        for n, b in members.items(): z.writestr(n, b)
+    return path
+
+
+def npy(a, allow_pickle=False):
+    import io
+    f = io.BytesIO(); np.lib.format.write_array(f, a, allow_pickle=allow_pickle); return f.getvalue()
+
+
+def meta(tree, arrays=None, **kw):
+    return {'format': FORMAT, 'version': VERSION, 'tree': tree, 'arrays': arrays or {}, **kw}
+
+
+ONE = meta({'t': 'array', 'key': 'a0'}, {'a0': {'dtype': '<f8', 'shape': [3]}})
+CRAFTED = {
+    'empty file': lambda p: p.write_bytes(b''),
+    'random bytes': lambda p: p.write_bytes(bytes(range(256)) * 4),
+    'text file': lambda p: p.write_text('{"format": "minima.checkpoint"}'),
+    'bare npy': lambda p: p.write_bytes(npy(np.arange(3.))),
+    'numpy savez without metadata': lambda p: np.savez(str(p) + '.npz', a0=np.arange(3.)) or os.replace(str(p) + '.npz', p),
+    'zip without metadata': lambda p: write_zip(p, {'a0.npy': npy(np.arange(3.))}),
+    'metadata not json': lambda p: write_zip(p, {META: b'{not json', 'a0.npy': npy(np.arange(3.))}),
+    'metadata not utf-8': lambda p: write_zip(p, {META: b'\xff\xfe', 'a0.npy': npy(np.arange(3.))}),
+    'metadata a list': lambda p: write_zip(p, {META: b'[]'}),
+    'wrong format name': lambda p: write_zip(p, {'a0.npy': npy(np.arange(3.))}, {**ONE, 'format': 'other'}),
+    'future version': lambda p: write_zip(p, {'a0.npy': npy(np.arange(3.))}, {**ONE, 'version': 2}),
+    'version as float': lambda p: write_zip(p, {'a0.npy': npy(np.arange(3.))}, {**ONE, 'version': 1.0}),
+    'extra metadata field': lambda p: write_zip(p, {'a0.npy': npy(np.arange(3.))}, {**ONE, 'x': 1}),
+    'extra member': lambda p: write_zip(p, {'a0.npy': npy(np.arange(3.)), 'evil.pkl': b'x'}, ONE),
+    'missing member': lambda p: write_zip(p, {}, ONE),
+    'duplicate member': lambda p: write_zip(p, {'a0.npy': npy(np.arange(3.)), 'a0.npy ': b''}, ONE)
+        and _rename_member(p, 'a0.npy ', 'a0.npy'),
+    'declared object dtype': lambda p: write_zip(p, {'a0.npy': npy(np.arange(3.))},
+                                                 meta({'t': 'array', 'key': 'a0'}, {'a0': {'dtype': '|O', 'shape': [3]}})),
+    'declared string dtype': lambda p: write_zip(p, {'a0.npy': npy(np.array(['a']))},
+                                                 meta({'t': 'array', 'key': 'a0'}, {'a0': {'dtype': '<U1', 'shape': [1]}})),
+    'shape mismatch': lambda p: write_zip(p, {'a0.npy': npy(np.arange(4.))}, ONE),
+    'dtype mismatch': lambda p: write_zip(p, {'a0.npy': npy(np.arange(3, dtype=np.float32))}, ONE),
+    'negative shape': lambda p: write_zip(p, {'a0.npy': npy(np.arange(3.))},
+                                          meta({'t': 'array', 'key': 'a0'}, {'a0': {'dtype': '<f8', 'shape': [-3]}})),
+    'bad array key': lambda p: write_zip(p, {'../x.npy': npy(np.arange(3.))},
+                                         meta({'t': 'array', 'key': '../x'}, {'../x': {'dtype': '<f8', 'shape': [3]}})),
+    'undeclared array in tree': lambda p: write_zip(p, {'a0.npy': npy(np.arange(3.))},
+                                                    {**ONE, 'tree': {'t': 'list', 'items': [{'t': 'array', 'key': 'a0'}, {'t': 'array', 'key': 'a1'}]}}),
+    'array used twice': lambda p: write_zip(p, {'a0.npy': npy(np.arange(3.))},
+                                            {**ONE, 'tree': {'t': 'list', 'items': [{'t': 'array', 'key': 'a0'}] * 2}}),
+    'array never used': lambda p: write_zip(p, {'a0.npy': npy(np.arange(3.))}, {**ONE, 'tree': {'t': 'none'}}),
+    'unknown node type': lambda p: write_zip(p, {}, meta({'t': 'pickle', 'v': 'cos\nsystem'})),
+    'node with extra field': lambda p: write_zip(p, {}, meta({'t': 'int', 'v': 1, 'x': 0})),
+    'int node holding a string': lambda p: write_zip(p, {}, meta({'t': 'int', 'v': '1'})),
+    'bool node holding an int': lambda p: write_zip(p, {}, meta({'t': 'bool', 'v': 1})),
+    'float node not hex': lambda p: write_zip(p, {}, meta({'t': 'float', 'v': 'abc'})),
+    'float node a number': lambda p: write_zip(p, {}, meta({'t': 'float', 'v': 0.5})),
+    'duplicate dict key': lambda p: write_zip(p, {}, meta({'t': 'dict', 'items': [['a', {'t': 'none'}], ['a', {'t': 'none'}]]})),
+    'dict key a float': lambda p: write_zip(p, {}, meta({'t': 'dict', 'items': [[1.5, {'t': 'none'}]]})),
+    'scalar node with a vector': lambda p: write_zip(p, {'a0.npy': npy(np.arange(3.))}, {**ONE, 'tree': {'t': 'scalar', 'key': 'a0'}}),
+    'deeply nested metadata': lambda p: write_zip(p, {META: ('{"t":"list","items":[' * 100000 + ']}' * 100000).encode()}),
+    'compressed member': lambda p: _compressed(p),
+    'header claims huge array': lambda p: write_zip(p, {'a0.npy': _huge_header()},
+                                                    meta({'t': 'array', 'key': 'a0'}, {'a0': {'dtype': '<f8', 'shape': [10**12]}})),
+}
+
+
+def _rename_member(p, old, new):
+    b = p.read_bytes().replace(old.encode(), new.encode())
+    p.write_bytes(b)
+
+
+def _compressed(p):
+    with zipfile.ZipFile(p, 'w', zipfile.ZIP_DEFLATED) as z:
+        z.writestr(META, json.dumps(ONE)); z.writestr('a0.npy', npy(np.arange(3.)))
+
+
+def _huge_header():
+    "A .npy header declaring 10**12 float64 values (8 TB), followed by only 24 bytes of data."
+    import io
+    f = io.BytesIO()
+    np.lib.format.write_array_header_1_0(f, {'descr': '<f8', 'fortran_order': False, 'shape': (10**12,)})
+    return f.getvalue() + np.arange(3.).tobytes()
+
+
+@pytest.mark.parametrize('name', list(CRAFTED))
+def test_load_refuses_invalid_files(tmp_path, name):
+    p = tmp_path / 'c.ckpt'
+    CRAFTED[name](p)
+    with pytest.raises(CheckpointError) as e: load(p)
+    assert str(p) in str(e.value) and 'checkpoint' in str(e.value)
+
+
+def test_checkpoint_error_is_a_value_error():
+    assert issubclass(CheckpointError, ValueError)
+
+
+def test_missing_file_and_directory(tmp_path):
+    with pytest.raises(FileNotFoundError): load(tmp_path / 'nope')
+    with pytest.raises(IsADirectoryError): load(tmp_path)
+
+
+def test_every_truncation_is_refused(tmp_path):
+    save(STATE, tmp_path / 'c')
+    data = (tmp_path / 'c').read_bytes()
+    for n in list(range(0, len(data), max(1, len(data) // 300))):
+        (tmp_path / 't').write_bytes(data[:n])
+        with pytest.raises(CheckpointError): load(tmp_path / 't')
+
+
+def test_every_single_byte_flip_is_refused_or_harmless(tmp_path):
+    "A damaged byte either makes load raise, or (zip bookkeeping such as timestamps) changes nothing loaded."
+    obj = {'w': np.arange(6, dtype=np.float32), 'step': 3, 'betas': (0.9, 0.999)}
+    save(obj, tmp_path / 'c')
+    data = (tmp_path / 'c').read_bytes()
+    refused = 0
+    for i in range(len(data)):
+        b = bytearray(data); b[i] ^= 0x10
+        (tmp_path / 'f').write_bytes(bytes(b))
+        try: same(obj, load(tmp_path / 'f'))
+        except CheckpointError: refused += 1
+    assert refused > len(data) // 2
+
+
+# ---- files crafted to execute code on load -----------------------------------------------------------------
+
+class Payload:
+    "Unpickling this runs `cmd` in a shell."
+    def __init__(self, cmd): self.cmd = cmd
+    def __reduce__(self): return (os.system, (self.cmd,))
+
+
+def pickle_attacks(tmp_path, marker):
+    cmd = f'touch {marker}'
+    obj_npy = npy(np.array([Payload(cmd)], dtype=object), allow_pickle=True)
+    attacks = {}
+    attacks['object member declared as float'] = write_zip(tmp_path / 'a1.ckpt', {'a0.npy': obj_npy},
+                                                           meta({'t': 'array', 'key': 'a0'}, {'a0': {'dtype': '<f8', 'shape': [1]}}))
+    attacks['object member declared as object'] = write_zip(tmp_path / 'a2.ckpt', {'a0.npy': obj_npy},
+                                                            meta({'t': 'array', 'key': 'a0'}, {'a0': {'dtype': '|O', 'shape': [1]}}))
+    attacks['object member, no metadata (np.savez layout)'] = write_zip(tmp_path / 'a3.ckpt', {'a0.npy': obj_npy})
+    attacks['raw pickle file'] = tmp_path / 'a4.ckpt'
+    attacks['raw pickle file'].write_bytes(pickle.dumps(Payload(cmd)))
+    attacks['bare object .npy'] = tmp_path / 'a5.ckpt'
+    attacks['bare object .npy'].write_bytes(obj_npy)
+    attacks['pickle member beside a valid checkpoint'] = tmp_path / 'a6.ckpt'
+    save({'w': np.ones(2)}, attacks['pickle member beside a valid checkpoint'])
+    with zipfile.ZipFile(attacks['pickle member beside a valid checkpoint'], 'a') as z:
+        z.writestr('a1.npy', obj_npy); z.writestr('x.pkl', pickle.dumps(Payload(cmd)))
+    return attacks
+
+
+def test_payloads_are_real(tmp_path):
+    "The crafted files do run code when opened the unsafe way, so the refusal test below means something."
+    marker = tmp_path / 'marker'
+    attacks = pickle_attacks(tmp_path, marker)
+    with np.load(attacks['object member declared as float'], allow_pickle=True) as z: z['a0']
+    assert marker.exists(); marker.unlink()
+    pickle.loads(attacks['raw pickle file'].read_bytes())
+    assert marker.exists(); marker.unlink()
+    np.load(attacks['bare object .npy'], allow_pickle=True)
+    assert marker.exists()
+
+
+@pytest.mark.parametrize('name', ['object member declared as float', 'object member declared as object',
+                                  'object member, no metadata (np.savez layout)', 'raw pickle file',
+                                  'bare object .npy', 'pickle member beside a valid checkpoint'])
+def test_pickle_payload_is_refused_and_nothing_runs(tmp_path, name):
+    marker = tmp_path / 'marker'
+    p = pickle_attacks(tmp_path, marker)[name]
+    with pytest.raises(CheckpointError): load(p)
+    assert not marker.exists()
+
+
+# ---- a process killed while saving never leaves a broken checkpoint ------------------------------------------
+
+SAVER = r'''
+import sys, numpy as np
+from minima.checkpoint import save
+path, step = sys.argv[1], int(sys.argv[2])
+big = np.empty(1_000_000)
+print('ready', flush=True)
+while True:
+    step += 1
+    big.fill(step)
+    save({'step': step, 'big': big, 'small': [np.full(3, step, np.int32)], 'loss': float(step) / 7}, path)
+'''
+
+
+def check_consistent(obj):
+    "A checkpoint written by SAVER: every part must come from the same save."
+    s = obj['step']
+    assert type(s) is int and obj['loss'] == float(s) / 7
+    assert obj['big'].shape == (1_000_000,) and (obj['big'] == s).all() and (obj['small'][0] == s).all()
+    return s
+
+
+def test_sigkill_during_save_leaves_old_or_new_checkpoint(tmp_path):
+    p = tmp_path / 'run.ckpt'
+    save({'step': 0, 'big': np.zeros(1_000_000), 'small': [np.zeros(3, np.int32)], 'loss': 0.0}, p)
+    script = tmp_path / 'saver.py'; script.write_text(SAVER)
+    rng, step, advanced, torn = random.Random(0), 0, 0, 0
+    t0 = time.time()
+    for _ in range(40):
+        child = subprocess.Popen([sys.executable, str(script), str(p), str(step)], stdout=subprocess.PIPE)
+        assert child.stdout.readline() == b'ready\n'
+        time.sleep(rng.uniform(0.0, 0.25))
+        child.send_signal(signal.SIGKILL); child.wait(); child.stdout.close()
+        new = check_consistent(load(p))  # never corrupt, never a mix of two saves
+        assert new >= step
+        advanced += new > step
+        step = new
+        leftovers = [f for f in os.listdir(tmp_path) if f.endswith('.tmp')]
+        torn += bool(leftovers)  # the kill landed while a temporary file was being written
+        for f in leftovers: os.unlink(tmp_path / f)
+    assert advanced >= 10 and torn >= 5, (advanced, torn)
+    assert time.time() - t0 < 50
