@@ -1,0 +1,375 @@
+#!/usr/bin/env python
+"""Build minima's documentation site from the notebooks into `_docs/`, offline.
+
+    python tools/build_docs.py            # process nbs/ -> _proc/, render _proc/ -> _docs/
+    python tools/build_docs.py --no-proc  # reuse _proc/ as it is and only render
+
+Two stages:
+
+1. nbdev's notebook processing: the same processors `nbdev_proc_nbs` runs (`FilterDefaults`:
+   front matter, `show_doc` cells added after every exported symbol and executed, `#| hide` and
+   export cells removed, backticked names linked). It writes processed notebooks to `_proc/`.
+   The `nbdev_proc_nbs` command itself also tries to install Quarto and to `pip install -e` the
+   package, so this script calls the processing directly. `show_doc` gets a parameter table
+   (name, type, default, details from the docments comments) under each signature.
+2. pandoc (from the `pypandoc-binary` wheel) turns each processed notebook into an HTML page with
+   `--mathml`: equations become MathML, which browsers typeset with no JavaScript and no network.
+   Every page gets a sidebar linking all pages (ordered by file name, titled by each notebook's
+   first heading), a table of contents, code cells with their outputs, plots embedded as data
+   URIs, and `nbs/styles.css`. Source links point to line-numbered copies of the modules under
+   `_docs/src/`, so they work offline and on a published site alike.
+
+Users who have Quarto can still run `nbdev_docs`: `nbs/_quarto.yml` sets the same math method.
+"""
+import argparse, base64, configparser, html, json, os, re, shutil, sys, time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# ---------------------------------------------------------------- stage 1: nbdev processing
+
+def _param_table(dm) -> str:
+    "A markdown table of the parameters in the docments dict `dm` (empty when there are none)."
+    from fastcore.docments import empty
+    def fmt_anno(a):
+        if a is empty or a is None: return ''
+        return a if isinstance(a, str) else getattr(a, '__name__', None) or repr(a).replace('typing.', '')
+    def cell(s): return str(s).replace('|', r'\|').replace('\n', ' ')
+    rows = []
+    for nm, p in dm.items():
+        if nm == 'return': continue
+        anno, default, doc = p.get('anno', empty), p.get('default', empty), p.get('docment') or ''
+        dflt = '' if default is empty else f'`{cell(repr(default))}`'
+        anno_s = fmt_anno(anno)
+        rows.append(f"| **{cell(nm)}** | {'`'+cell(anno_s)+'`' if anno_s else ''} | {dflt} | {cell(doc)} |")
+    ret = dm.get('return', {})
+    if ret and (ret.get('docment') or ret.get('anno', empty) not in (empty, None)):
+        anno_s = fmt_anno(ret.get('anno', empty))
+        rows.append(f"| **Returns** | {'`'+cell(anno_s)+'`' if anno_s else ''} |  | {cell(ret.get('docment') or '')} |")
+    if not rows: return ''
+    return '\n\n|  | Type | Default | Details |\n|---|---|---|---|\n' + '\n'.join(rows) + '\n'
+
+def _patch_show_doc():
+    "Make nbdev's markdown `show_doc` add a parameter table under the signature."
+    from nbdev.showdoc import BasicMarkdownRenderer
+    if getattr(BasicMarkdownRenderer, '_minima_table', False): return
+    orig = BasicMarkdownRenderer._repr_markdown_
+    def _repr_markdown_(self):
+        try: tbl = _param_table(self.dm.dm)
+        except Exception: tbl = ''
+        return orig(self) + tbl
+    BasicMarkdownRenderer._repr_markdown_ = _repr_markdown_
+    BasicMarkdownRenderer._minima_table = True
+
+def _proc_one(src: Path, dst: Path):
+    "Process one notebook with nbdev's default processors (what `nbdev_proc_nbs` does per file)."
+    os.chdir(ROOT)
+    _patch_show_doc()
+    from execnb.nbio import read_nb, write_nb
+    from nbdev.processors import FilterDefaults
+    os.environ['IN_TEST'] = '1'
+    nb = read_nb(src)
+    FilterDefaults()(nb)
+    write_nb(nb, dst)
+
+def process_notebooks(nbs: Path, proc: Path, n_workers: int = 2) -> list:
+    "Process every notebook in `nbs` into `proc` (cleared first), one process per notebook."
+    import subprocess
+    from concurrent.futures import ThreadPoolExecutor
+    if proc.exists(): shutil.rmtree(proc)
+    proc.mkdir(parents=True)
+    srcs = sorted(p for p in nbs.glob('*.ipynb') if not p.name.startswith(('_', '.')))
+    for p in nbs.iterdir():  # static files (css, yml) travel with the notebooks, as in nbdev
+        if p.is_file() and p.suffix != '.ipynb': shutil.copy2(p, proc / p.name)
+    env = {**os.environ, 'MPLBACKEND': 'Agg'}
+    def run(src):
+        r = subprocess.run([sys.executable, __file__, '--proc-one', str(src), str(proc / src.name)],
+                           cwd=ROOT, env=env, capture_output=True, text=True)
+        return src, r
+    failed = []
+    with ThreadPoolExecutor(max_workers=max(1, n_workers)) as ex:
+        for src, r in ex.map(run, srcs):
+            if r.returncode: failed.append(f'{src.name}:\n{r.stderr[-3000:]}')
+    if failed: sys.exit('error: processing failed for\n' + '\n'.join(failed))
+    return [proc / s.name for s in srcs]
+
+# ---------------------------------------------------------------- stage 2: pandoc -> HTML
+
+def _cfg():
+    cp = configparser.ConfigParser(); cp.read(ROOT / 'settings.ini')
+    return cp['DEFAULT']
+
+_re_ansi = re.compile(r'\x1B(?:[@-Z\\-_]|\[[0-?]*[ -/]*[@-~])')
+_re_directive = re.compile(r'^\s*#\|\s*([\w-]+)\s*:?\s*(.*?)\s*$')
+
+def _text(x): return ''.join(x) if isinstance(x, list) else (x or '')
+
+def _clean_stream(s: str) -> str:
+    "Strip ANSI codes and keep what a terminal shows after carriage returns (progress bars)."
+    s = _re_ansi.sub('', s)
+    return '\n'.join(line.split('\r')[-1] if '\r' in line.rstrip('\r') else line.rstrip('\r')
+                     for line in s.split('\n'))
+
+def _split_directives(src: str):
+    "Quarto-style `#| key: value` lines at the top of a cell -> (dict, remaining source)."
+    lines, d = src.split('\n'), {}
+    i = 0
+    while i < len(lines) and (m := _re_directive.match(lines[i])):
+        d[m.group(1).lower()] = m.group(2).strip('"\'').lower() if m.group(2) else ''
+        i += 1
+    return d, '\n'.join(lines[i:]).strip('\n')
+
+def _fence(code: str, attrs: str) -> str:
+    n = max([3] + [len(m) + 1 for m in re.findall(r'`{3,}', code)])
+    return f"{'`'*n}{attrs}\n{code}\n{'`'*n}"
+
+def _raw_html(s: str) -> str: return _fence(s, '{=html}')
+
+_re_env = re.compile(r'(?<!\$)(\\begin\{(align\*?|aligned|equation\*?|gather\*?|split|alignat\*?)\}.*?\\end\{\2\})',
+                     re.S)
+
+def _fix_math(md: str) -> str:
+    "Wrap bare LaTeX environments (which MathJax accepts outside dollars) in `$$` for pandoc."
+    out, pos = [], 0
+    for m in re.finditer(r'\$\$.*?\$\$', md, re.S):  # leave existing display math alone
+        out.append(_re_env.sub(lambda e: f'$${e.group(1)}$$', md[pos:m.start()])); out.append(m.group(0)); pos = m.end()
+    out.append(_re_env.sub(lambda e: f'$${e.group(1)}$$', md[pos:]))
+    return ''.join(out)
+
+class LinkMap:
+    "Rewrites nbdev's absolute doc and source links to relative ones inside the site."
+    def __init__(self, cfg):
+        host = cfg.get('doc_host', '').rstrip('/') + '/' + cfg.get('doc_baseurl', '').strip('/')
+        self.doc_prefixes = [host.rstrip('/') + '/']
+        git = cfg.get('git_url', '').rstrip('/')
+        self.src_re = re.compile(re.escape(git) + r'/(?:blob|tree)/[^/]+/([^)#\s"]+?)(?:#L(\d+))?(?=[)\s"])')
+    def __call__(self, s: str, depth: str = '') -> str:
+        for p in self.doc_prefixes: s = s.replace(p, depth)
+        def src(m):
+            path, line = m.group(1), m.group(2)
+            return f"{depth}src/{path}.html" + (f"#L-{line}" if line else '')
+        return self.src_re.sub(src, s)
+
+def _output_md(o, links) -> str:
+    t = o.get('output_type')
+    if t == 'stream':
+        txt = _clean_stream(_text(o.get('text'))).rstrip('\n')
+        if not txt.strip(): return ''
+        cls = '.cell-output .cell-output-stderr' if o.get('name') == 'stderr' else '.cell-output .cell-output-stdout'
+        return _fence(txt, '{' + cls + '}')
+    if t == 'error':
+        tb = _re_ansi.sub('', '\n'.join(o.get('traceback', [])) or f"{o.get('ename')}: {o.get('evalue')}")
+        return _fence(tb, '{.cell-output .cell-output-error}')
+    data = o.get('data', {})
+    for mime in ('image/png', 'image/jpeg', 'image/gif'):
+        if mime in data:
+            b64 = _text(data[mime]).replace('\n', '')
+            base64.b64decode(b64, validate=True)  # fail loudly on a corrupt image
+            return _raw_html(f'<div class="cell-output cell-output-display"><img alt="" src="data:{mime};base64,{b64}"></div>')
+    if 'image/svg+xml' in data:
+        return _raw_html(f'<div class="cell-output cell-output-display">{_text(data["image/svg+xml"])}</div>')
+    if 'text/html' in data:
+        return _raw_html(f'<div class="cell-output cell-output-display">{links(_text(data["text/html"]))}</div>')
+    if 'text/markdown' in data:
+        md = re.sub(r'```(\w*)\n\n+', r'```\1\n', _text(data['text/markdown']))  # no blank lines around
+        md = re.sub(r'\n\n+```\n', '\n```\n', md)                                # show_doc signatures
+        return '\n' + _fix_math(links(md)) + '\n'
+    if 'text/latex' in data:
+        return _fix_math(_text(data['text/latex']))
+    if 'text/plain' in data:
+        return _fence(_text(data['text/plain']), '{.cell-output .cell-output-display}')
+    return ''
+
+def notebook_markdown(nb: dict, links) -> tuple:
+    "A processed notebook -> (front matter dict, pandoc markdown body)."
+    import yaml
+    fm, parts = {}, []
+    for c in nb['cells']:
+        src = _text(c.get('source'))
+        if c['cell_type'] == 'raw':
+            m = re.match(r'^\s*---\n(.*?)\n---', src, re.S)
+            if m and not fm: fm = yaml.safe_load(m.group(1)) or {}
+            continue
+        if c['cell_type'] == 'markdown':
+            if src.strip().startswith('<!-- WARNING: THIS FILE WAS AUTOGENERATED'): continue
+            parts.append(_fix_math(links(src)))
+            continue
+        d, code = _split_directives(src)
+        if d.get('include') == 'false': continue
+        out = []
+        if code.strip() and d.get('echo') != 'false':
+            block = _fence(code, '{.python}')
+            if 'code-fold' in d:
+                summ = html.escape(d.get('code-summary') or 'Code')
+                opn = ' open' if d['code-fold'] == 'show' else ''
+                block = (_raw_html(f'<details class="code-fold"{opn}><summary>{summ}</summary>') + '\n\n' + block
+                         + '\n\n' + _raw_html('</details>'))
+            out.append(block)
+        if d.get('output') != 'false':
+            out += [s for s in (_output_md(o, links) for o in c.get('outputs', [])) if s]
+        if out: parts.append(':::::::: {.cell}\n\n' + '\n\n'.join(out) + '\n\n::::::::')
+    return fm, '\n\n'.join(parts) + '\n'
+
+TEMPLATE = r"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>$pagetitle$ – $sitename$</title>
+<style>
+$highlighting-css$
+</style>
+<style>
+body { margin: 0; font-family: system-ui, -apple-system, "Segoe UI", "DejaVu Sans", sans-serif;
+       color: #212529; line-height: 1.55; }
+.layout { display: flex; min-height: 100vh; }
+nav.sidebar { flex: 0 0 15rem; background: #f6f8fa; border-right: 1px solid #dee2e6; padding: 1rem;
+              position: sticky; top: 0; align-self: flex-start; height: 100vh; overflow-y: auto; box-sizing: border-box; }
+nav.sidebar .site { font-weight: 700; font-size: 1.25rem; display: block; margin-bottom: .75rem; color: #2c3e50; text-decoration: none; }
+nav.sidebar ul { list-style: none; padding: 0; margin: 0; }
+nav.sidebar li a { display: block; padding: .2rem .4rem; border-radius: .25rem; color: #2c3e50; text-decoration: none; font-size: .93rem; }
+nav.sidebar li a:hover { background: #e9ecef; }
+nav.sidebar li a.active { background: #2780e3; color: #fff; }
+main { flex: 1 1 auto; min-width: 0; max-width: 58rem; padding: 1.5rem 2.5rem 4rem; }
+header.page h1 { margin-bottom: .2rem; }
+header.page p.description { color: #6c757d; font-size: 1.1rem; margin-top: 0; }
+nav#TOC { font-size: .9rem; border-left: 3px solid #dee2e6; padding-left: .75rem; margin: 1rem 0 2rem; }
+nav#TOC ul { padding-left: 1rem; margin: .1rem 0; }
+pre { background: #f8f9fa; padding: .6rem .8rem; border-radius: .3rem; overflow-x: auto; font-size: .88rem; }
+code { font-family: "DejaVu Sans Mono", Menlo, Consolas, monospace; }
+.cell-output pre, pre.cell-output { background: #fff; border: 1px solid #e9ecef; }
+.cell-output-stderr { color: #6c757d; }
+.cell-output-display img { max-width: min(100%, 46rem); height: auto; }
+table { border-collapse: collapse; margin: .75rem 0; }
+th, td { border-bottom: 1px solid #dee2e6; padding: .3rem .6rem; text-align: left; vertical-align: top; }
+math[display="block"] { margin: .8rem 0; overflow-x: auto; }
+math { font-family: "STIX Two Math", "Latin Modern Math", "DejaVu Math TeX Gyre", math; font-size: 1.08em; }
+hr { border: 0; border-top: 1px solid #dee2e6; margin: 2rem 0 1rem; }
+details.sources { margin-top: 1rem; font-size: .9rem; }
+details.sources summary { cursor: pointer; color: #495057; }
+details.code-fold > summary { cursor: pointer; color: #6c757d; font-size: .9rem; }
+footer { color: #6c757d; font-size: .85rem; margin-top: 3rem; border-top: 1px solid #dee2e6; padding-top: .5rem; }
+</style>
+<link rel="stylesheet" href="$root$styles.css">
+</head>
+<body>
+<div class="layout">
+@@SIDEBAR@@
+<main>
+<header class="page">
+<h1 class="title">$if(title)$$title$$else$$pagetitle$$endif$</h1>
+$if(description)$<p class="description">$description$</p>$endif$
+</header>
+$if(toc)$
+<nav id="TOC" aria-label="Contents">
+$table-of-contents$
+</nav>
+$endif$
+$body$
+<footer>$sitename$ · $sitedescription$</footer>
+</main>
+</div>
+</body>
+</html>
+"""
+
+def _sidebar(pages, current: str, root: str = '', sources=()) -> str:
+    "The navigation: every notebook page, then the line-numbered module sources."
+    active = ' class="active"'
+    items = '\n'.join(f'<li><a href="{root}{p["file"]}"{active if p["file"] == current else ""}>'
+                      f'{html.escape(p["title"])}</a></li>' for p in pages)
+    srcs = '\n'.join(f'<li><a href="{root}src/{s}.html"{active if "src/"+s+".html" == current else ""}>'
+                     f'<code>{html.escape(s)}</code></a></li>' for s in sources)
+    src_part = (f'\n<details class="sources"><summary>Source files</summary>\n<ul>\n{srcs}\n</ul></details>'
+                if sources else '')
+    return (f'<nav class="sidebar" aria-label="Pages"><a class="site" href="{root}index.html">'
+            f'{html.escape(_cfg().get("title", "docs"))}</a>\n<ul>\n{items}\n</ul>{src_part}</nav>')
+
+def _pandoc(md: str, template: Path, toc: bool, variables: dict) -> str:
+    import pypandoc
+    args = ['--standalone', '--mathml', f'--template={template}', '--syntax-highlighting=pygments',
+            '--toc-depth=3', '--wrap=none']
+    if toc: args.append('--toc')
+    for k, v in variables.items(): args += ['-V', f'{k}={v}']
+    # raw_tex off: stray TeX outside $...$ stays visible as text (and the browser test flags it)
+    return pypandoc.convert_text(md, 'html5', format='markdown-raw_tex', extra_args=args)
+
+def _title_of(fm, name):
+    return str(fm.get('title') or re.sub(r'^\d+[a-z]?_', '', Path(name).stem).replace('_', ' '))
+
+def _sources(lib: str) -> list:
+    return [p.relative_to(ROOT).as_posix() for p in sorted((ROOT / lib).rglob('*.py'))
+            if '__pycache__' not in p.parts and p.name != '_modidx.py']
+
+def _source_pages(out: Path, pages, tmpl: Path, sources):
+    "Line-numbered copies of the package's modules, the targets of the API entries' source links."
+    cfg = _cfg()
+    for rel in sources:
+        dst = out / 'src' / (rel + '.html')
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        depth = '../' * len(Path(rel).parts)
+        md = _fence((ROOT / rel).read_text().rstrip('\n'), '{#L .python .numberLines}')
+        page = _pandoc(md, tmpl, False, {'pagetitle': html.escape(rel), 'root': depth,
+                                         'sitename': html.escape(cfg.get('title', '')),
+                                         'sitedescription': html.escape(cfg.get('description', ''))})
+        dst.write_text(page.replace('@@SIDEBAR@@', _sidebar(pages, f'src/{rel}.html', depth, sources)))
+
+_re_id = re.compile(r'\bid="([^"]+)"')
+_re_doclink = re.compile(r'<a href="([\w.-]+\.html)#([^"]+)"[^>]*>(.*?)</a>', re.S)
+
+def _unlink_dead_anchors(out: Path, files):
+    "nbdev links every backticked name it knows, private ones too; keep only links whose target exists."
+    ids = {f: set(_re_id.findall((out / f).read_text())) for f in files}
+    for f in files:
+        s = (out / f).read_text()
+        s2 = _re_doclink.sub(lambda m: m.group(0) if m.group(2) in ids.get(m.group(1), {m.group(2)}) else m.group(3), s)
+        if s2 != s: (out / f).write_text(s2)
+
+def render_site(proc: Path, out: Path, nbs: Path) -> list:
+    "Render every processed notebook in `proc` into `out`; return the page list."
+    cfg, links = _cfg(), LinkMap(_cfg())
+    if out.exists(): shutil.rmtree(out)
+    out.mkdir(parents=True)
+    tmpl = out / '.template.html'
+    tmpl.write_text(TEMPLATE)
+    nbfiles = sorted(proc.glob('*.ipynb'), key=lambda p: (p.stem != 'index', p.name))
+    pages = []
+    for p in nbfiles:
+        nb = json.loads(p.read_text())
+        fm, md = notebook_markdown(nb, links)
+        file = str(fm.get('output-file') or re.sub(r'^\d+[a-z]?_', '', p.stem) + '.html')
+        pages.append(dict(src=p, file=file, title=_title_of(fm, p.name), description=fm.get('description', ''), md=md))
+    sources = _sources(cfg.get('lib_path', 'minima'))
+    for pg in pages:
+        meta = f"---\ntitle: {json.dumps(pg['title'])}\ndescription: {json.dumps(str(pg['description']))}\n---\n\n"
+        html_s = _pandoc(meta + pg['md'], tmpl, True, {
+            'pagetitle': html.escape(pg['title']), 'root': '',
+            'sitename': html.escape(cfg.get('title', '')), 'sitedescription': html.escape(cfg.get('description', ''))})
+        (out / pg['file']).write_text(html_s.replace('@@SIDEBAR@@', _sidebar(pages, pg['file'], '', sources)))
+    _source_pages(out, pages, tmpl, sources)
+    _unlink_dead_anchors(out, [pg['file'] for pg in pages])
+    tmpl.unlink()
+    if (nbs / 'styles.css').exists(): shutil.copy2(nbs / 'styles.css', out / 'styles.css')
+    (out / '.nojekyll').write_text('')
+    return pages
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap.add_argument('--no-proc', action='store_true', help='reuse _proc/ instead of processing the notebooks again')
+    ap.add_argument('--workers', type=int, default=min(4, os.cpu_count() or 1), help='processes for stage 1')
+    ap.add_argument('--proc-one', nargs=2, metavar=('SRC', 'DST'), help=argparse.SUPPRESS)
+    a = ap.parse_args(argv)
+    if a.proc_one: return _proc_one(Path(a.proc_one[0]), Path(a.proc_one[1]))
+    cfg = _cfg()
+    nbs, proc, out = ROOT / cfg.get('nbs_path', 'nbs'), ROOT / '_proc', ROOT / cfg.get('doc_path', '_docs')
+    t0 = time.time()
+    if not a.no_proc:
+        done = process_notebooks(nbs, proc, a.workers)
+        print(f'processed {len(done)} notebooks into {proc.relative_to(ROOT)}/ in {time.time()-t0:.1f}s')
+    elif not proc.exists(): sys.exit('error: _proc/ does not exist; run without --no-proc')
+    t1 = time.time()
+    pages = render_site(proc, out, nbs)
+    print(f'wrote {len(pages)} pages to {out.relative_to(ROOT)}/ in {time.time()-t1:.1f}s: '
+          + ', '.join(p['file'] for p in pages))
+
+if __name__ == '__main__': main()
