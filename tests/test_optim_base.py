@@ -1,0 +1,702 @@
+"""Tests of minima.optim.base: parameter groups, validation, atomic steps, non-finite policies,
+state_dict/load_state_dict, the chunked update runner, clipping and the weight-decay group helper.
+
+The optimizers used here are defined in this file (plain gradient descent and a velocity-buffer
+variant), so the base is tested independently of the algorithms built on it."""
+import copy, gc
+import numpy as np
+import pytest
+import torch
+
+from minima import nn
+from minima.autograd import Tensor, no_grad, is_grad_enabled
+from minima.nn import Parameter
+from minima.optim import base
+from minima.optim.base import (Optimizer, Real, Flag, Pair, Rule, NonFiniteGradientError, run_update_in_chunks,
+                               clip_grad_norm_, clip_grad_value_, param_groups_weight_decay, check_group)
+
+
+def descent_update(param, grad, state, *, step, lr, weight_decay, maximize):
+    g = np.negative(grad) if maximize else grad
+    if weight_decay: g = g + weight_decay * param
+    np.subtract(param, lr * g, out=param)
+
+class Descent(Optimizer):
+    update = staticmethod(descent_update)
+    hyperparameters = dict(lr=Real('[0, inf)'), weight_decay=Real('[0, inf)'), maximize=Flag())
+    def __init__(self, params, lr=0.1, weight_decay=0.0, maximize=False, nonfinite='apply', clip_norm=None):
+        super().__init__(params, dict(lr=lr, weight_decay=weight_decay, maximize=maximize),
+                         nonfinite=nonfinite, clip_norm=clip_norm)
+
+def velocity_update(param, grad, state, *, step, lr, mu, betas, nesterov):
+    v = state['velocity']
+    np.multiply(v, mu, out=v); np.add(v, grad, out=v)
+    if 'peak' in state: np.maximum(state['peak'], np.abs(v), out=state['peak'])
+    np.subtract(param, lr * (grad + mu * v if nesterov else v), out=param)
+
+class Velocity(Optimizer):
+    "Heavy-ball descent; a 'peak' buffer when nesterov (to test setting-dependent buffers); betas to test Pair."
+    update = staticmethod(velocity_update)
+    hyperparameters = dict(lr=Real('[0, inf)'), mu=Real('[0, 1)'), betas=Pair(Real('[0, 1)')), nesterov=Flag())
+    rules = (Rule(('nesterov', 'mu'), lambda g: not g['nesterov'] or g['mu'] > 0, 'nesterov=True needs mu > 0'),)
+    buffers = ('velocity',)
+    def state_buffers(self, group): return ('velocity', 'peak') if group['nesterov'] else ('velocity',)
+    def __init__(self, params, lr=0.1, mu=0.9, betas=(0.9, 0.99), nesterov=False, nonfinite='apply', clip_norm=None):
+        super().__init__(params, dict(lr=lr, mu=mu, betas=betas, nesterov=nesterov), nonfinite=nonfinite, clip_norm=clip_norm)
+
+
+def params(*shapes, dtype=np.float64, seed=0):
+    rng = np.random.default_rng(seed)
+    return [Parameter(rng.standard_normal(s).astype(dtype)) for s in shapes]
+
+def set_grads(ps, seed=1):
+    rng = np.random.default_rng(seed)
+    for p in ps: p.grad = rng.standard_normal(p.shape).astype(p.dtype)
+
+def snapshot(opt, ps):
+    "Deep copies of everything a step or a load could change."
+    return ([p.data.copy() for p in ps], copy.deepcopy({id(p): s for p, s in opt.state.items()}),
+            copy.deepcopy([{k: v for k, v in g.items() if k != 'params'} for g in opt.param_groups]),
+            [list(g['params']) for g in opt.param_groups], opt.skipped_steps)
+
+def assert_same(a, b):
+    (pa, sa, ga, la, ka), (pb, sb, gb, lb, kb) = a, b
+    assert all(np.array_equal(x, y, equal_nan=True) for x, y in zip(pa, pb))
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        assert sa[k].keys() == sb[k].keys()
+        for n in sa[k]: assert np.array_equal(sa[k][n], sb[k][n], equal_nan=True)
+    assert ga == gb and ka == kb
+    assert all(x is y for l1, l2 in zip(la, lb) for x, y in zip(l1, l2))
+
+def trained(opt_cls=Velocity, steps=3, **kw):
+    ps = params((3, 4), (4,), (2,))
+    names = ['fc.weight', 'fc.bias', 'scale']
+    opt = opt_cls(list(zip(names, ps)), **kw)
+    for s in range(steps):
+        set_grads(ps, seed=s)
+        opt.step()
+    return ps, opt
+
+
+# ---------------------------------------------------------------- params: what is accepted and refused
+def test_generator_of_params_is_read_once_and_all_parameters_train():
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 1))
+    opt = Descent(model.parameters(), lr=0.1)
+    ps = list(model.parameters())
+    assert [p for p in opt.param_groups[0]['params']] == ps
+    for _ in range(2):
+        before = [p.data.copy() for p in ps]
+        set_grads(ps)
+        opt.step()
+        assert all(not np.array_equal(b, p.data) for b, p in zip(before, ps))
+    assert all(opt.state[p]['step'] == 2 for p in ps)
+
+def test_named_parameters_record_names():
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 1))
+    opt = Descent(model.named_parameters())
+    assert opt.param_groups[0]['param_names'] == [n for n, _ in model.named_parameters()]
+    assert opt.state_dict()['param_groups'][0]['param_names'] == opt.param_groups[0]['param_names']
+
+def test_param_groups_take_own_and_default_hyperparameters():
+    a, b = params((2,), (3,))
+    opt = Descent([{'params': [a]}, {'params': b, 'lr': 0.5}], lr=0.1, weight_decay=0.01)
+    assert opt.param_groups[0]['lr'] == 0.1 and opt.param_groups[1]['lr'] == 0.5
+    assert opt.param_groups[1]['weight_decay'] == 0.01 and opt.param_groups[1]['params'] == [b]
+    assert opt.defaults == dict(lr=0.1, weight_decay=0.01, maximize=False, nonfinite='apply', clip_norm=None)
+
+@pytest.mark.parametrize('bad, exc, words', [
+    (lambda a, b: {a, b}, TypeError, ['set', 'order']),
+    (lambda a, b: frozenset([a]), TypeError, ['set']),
+    (lambda a, b: [a, b, a], ValueError, ['position 2', 'position 0', 'once']),
+    (lambda a, b: [{'params': [a]}, {'params': [b, a]}], ValueError, ['param group 1', 'param group 0', 'once']),
+    (lambda a, b: [], ValueError, ['empty']),
+    (lambda a, b: (p for p in []), ValueError, ['empty']),
+    (lambda a, b: [{'params': []}], ValueError, ['empty']),
+    (lambda a, b: [a, np.zeros(2)], TypeError, ['item 1', 'ndarray', 'Parameter']),
+    (lambda a, b: [a, Tensor(np.zeros(2), requires_grad=True)], TypeError, ['item 1', 'Tensor']),
+    (lambda a, b: a, TypeError, ['iterable']),
+    (lambda a, b: {'params': [a]}, TypeError, ['iterable']),
+    (lambda a, b: 3, TypeError, ['iterable']),
+    (lambda a, b: [('a', a), b], TypeError, ['mix']),
+    (lambda a, b: [{'params': [a], 'learning_rate': 0.1}], TypeError, ['learning_rate', 'param group 0']),
+    (lambda a, b: [{'params': [a]}, b], TypeError, ['item 0', 'dict']),
+    (lambda a, b: [{'lr': 0.1}], TypeError, ["'params'"]),
+    (lambda a, b: [{'params': {a, b}}], TypeError, ['set']),
+])
+def test_bad_params_refused(bad, exc, words):
+    a, b = params((2,), (3,))
+    with pytest.raises(exc) as e: Descent(bad(a, b))
+    for w in words: assert w in str(e.value), (w, str(e.value))
+
+def test_add_param_group():
+    a, b, c = params((2,), (3,), (1,))
+    opt = Descent([a], lr=0.1)
+    opt.add_param_group({'params': [b], 'lr': 0.2})
+    assert opt.param_groups[1]['lr'] == 0.2 and opt.param_groups[1]['maximize'] is False
+    with pytest.raises(ValueError, match='already at position 0 of param group 0'): opt.add_param_group({'params': [c, a]})
+    with pytest.raises(ValueError, match=r'invalid lr=-1 in param group 2; lr must be a real number in \[0, inf\)'):
+        opt.add_param_group({'params': [c], 'lr': -1})
+    with pytest.raises(TypeError, match='unknown key'): opt.add_param_group({'params': [c], 'momentum': 0.9})
+    assert len(opt.param_groups) == 2
+    set_grads([a, b, c]); opt.step()
+    assert c not in opt.state and b in opt.state
+
+
+# ---------------------------------------------------------------- validation
+@pytest.mark.parametrize('kw, exc, arg, accepted', [
+    (dict(lr=-0.1), ValueError, 'lr=-0.1', '[0, inf)'),
+    (dict(lr=float('nan')), ValueError, 'lr=nan', '[0, inf)'),
+    (dict(lr=float('inf')), ValueError, 'lr=inf', '[0, inf)'),
+    (dict(lr='0.1'), TypeError, "lr='0.1'", '[0, inf)'),
+    (dict(lr=True), TypeError, 'lr=True', '[0, inf)'),
+    (dict(lr=None), TypeError, 'lr=None', '[0, inf)'),
+    (dict(mu=1.0), ValueError, 'mu=1.0', '[0, 1)'),
+    (dict(mu=-0.5), ValueError, 'mu=-0.5', '[0, 1)'),
+    (dict(betas=(0.9, 1.0)), ValueError, 'betas=(0.9, 1.0)', '[0, 1)'),
+    (dict(betas=0.9), TypeError, 'betas=0.9', 'pair'),
+    (dict(betas=(0.9, 0.99, 0.999)), TypeError, 'betas=(0.9, 0.99, 0.999)', 'pair'),
+    (dict(nesterov=1), TypeError, 'nesterov=1', 'True or False'),
+    (dict(nonfinite='ignore'), ValueError, "nonfinite='ignore'", "'apply', 'skip', 'raise'"),
+    (dict(clip_norm=0.0), ValueError, 'clip_norm=0.0', '(0, inf)'),
+    (dict(clip_norm='1'), TypeError, "clip_norm='1'", '(0, inf)'),
+])
+def test_validation_names_argument_group_range_and_value(kw, exc, arg, accepted):
+    a, b = params((2,), (3,))
+    with pytest.raises(exc) as e: Velocity([a], **kw)
+    msg = str(e.value)
+    assert 'Velocity' in msg and arg in msg and 'param group 0' in msg and accepted in msg, msg
+    with pytest.raises(exc) as e: Velocity([{'params': [a]}, {'params': [b], **kw}])
+    assert 'param group 1' in str(e.value) and arg in str(e.value)
+
+def test_rule_between_arguments():
+    a, = params((2,))
+    with pytest.raises(ValueError, match=r'invalid combination in param group 0: nesterov=True, mu=0.0; nesterov=True needs mu > 0'):
+        Velocity([a], nesterov=True, mu=0.0)
+
+def test_invalid_default_refused_even_when_every_group_overrides_it():
+    a, = params((2,))
+    with pytest.raises(ValueError, match='lr=-1 in the defaults'): Descent([{'params': [a], 'lr': 0.1}], lr=-1)
+
+def test_unknown_keyword_refused():
+    a, = params((2,))
+    with pytest.raises(TypeError): Descent([a], learning_rate=0.1)
+
+def test_numpy_scalars_accepted():
+    a, = params((2,))
+    opt = Velocity([a], lr=np.float32(0.1), mu=np.float64(0.5), betas=[0.5, 0.9], nesterov=np.bool_(True))
+    assert opt.param_groups[0]['betas'] == (0.5, 0.9)
+
+def test_edited_param_groups_are_checked_at_step_and_nothing_changes():
+    ps, opt = trained()
+    set_grads(ps, seed=9)
+    before = snapshot(opt, ps)
+    opt.param_groups[0]['lr'] = -1.0
+    with pytest.raises(ValueError, match='invalid lr=-1.0 in param group 0'): opt.step()
+    opt.param_groups[0]['lr'] = 0.1
+    assert_same(before, snapshot(opt, ps))
+    opt.param_groups[0]['betas'] = (0.9, 1.5)
+    with pytest.raises(ValueError, match='betas'): opt.step()
+    opt.param_groups[0]['betas'] = (0.9, 0.99)
+    del opt.param_groups[0]['mu']
+    with pytest.raises(ValueError, match="param group 0 has no 'mu'"): opt.step()
+    opt.param_groups[0]['mu'] = 0.9
+    opt.param_groups[0]['params'].append(ps[0])
+    with pytest.raises(ValueError, match='also appears'): opt.step()
+    opt.param_groups[0]['params'].pop()
+    opt.param_groups[0]['params'].append(np.zeros(2))
+    with pytest.raises(TypeError, match='not a minima.nn.Parameter'): opt.step()
+    opt.param_groups[0]['params'].pop()
+    assert_same(before, snapshot(opt, ps))
+    opt.step()
+    assert opt.state[ps[0]]['step'] == 4
+
+def test_hyperparameter_changes_take_effect():
+    a, = params((2,))
+    opt = Descent([a], lr=0.1)
+    a.grad = np.ones(2); x0 = a.data.copy()
+    opt.param_groups[0]['lr'] = 0.5
+    opt.step()
+    np.testing.assert_array_equal(a.data, x0 - 0.5)
+
+def test_declared_hyperparameters_must_match_defaults():
+    class Broken(Optimizer):
+        update = staticmethod(descent_update)
+        hyperparameters = dict(lr=Real('[0, inf)'))
+    with pytest.raises(TypeError, match='differ from the declared'): Broken(params((2,)), dict(lr=0.1, eps=1e-8))
+    class NoUpdate(Optimizer):
+        hyperparameters = dict(lr=Real('[0, inf)'))
+    with pytest.raises(TypeError, match='no update function'): NoUpdate(params((2,)), dict(lr=0.1))
+
+
+# ---------------------------------------------------------------- step
+def test_step_in_place_grads_untouched_identity_and_values():
+    ps = params((3, 4), (5,))
+    opt = Descent(ps, lr=0.1, weight_decay=0.01, maximize=True, clip_norm=0.5)
+    arrays = [p.data for p in ps]
+    for s in range(5):
+        set_grads(ps, seed=s)
+        grads = [p.grad for p in ps]; copies = [g.copy() for g in grads]
+        expect = []
+        for p, g in zip(ps, copies):
+            g = g * 0.5 / np.linalg.norm(g) if np.linalg.norm(g) > 0.5 else g
+            expect.append(p.data - 0.1 * (-g + 0.01 * p.data))
+        opt.step()
+        for p, a, g, c, e in zip(ps, arrays, grads, copies, expect):
+            assert p.data is a and p.grad is g
+            np.testing.assert_array_equal(g, c)
+            np.testing.assert_allclose(p.data, e, rtol=1e-13)
+
+def test_grad_none_is_skipped_without_state():
+    a, b = params((2,), (3,))
+    opt = Velocity([a, b])
+    a.grad = np.ones(2)
+    b0 = b.data.copy()
+    opt.step()
+    assert a in opt.state and b not in opt.state
+    np.testing.assert_array_equal(b.data, b0)
+    assert list(opt.state_dict()['state']) == [0]
+
+def test_state_holds_exactly_the_declared_buffers():
+    ps, opt = trained()
+    for p in ps:
+        assert set(opt.state[p]) == {'step', 'velocity'}
+        v = opt.state[p]['velocity']
+        assert type(v) is np.ndarray and v.shape == p.shape and v.dtype == p.dtype and v.flags.c_contiguous
+    ps, opt = trained(nesterov=True)
+    assert set(opt.state[ps[0]]) == {'step', 'velocity', 'peak'}
+
+def test_init_buffer_and_step_scalars_hooks():
+    seen = []
+    def hooked_update(param, grad, state, *, step, lr, product):
+        seen.append((step, product)); param -= lr * state['acc'] * grad
+    class Hooked(Optimizer):
+        update = staticmethod(hooked_update)
+        hyperparameters = dict(lr=Real('[0, inf)'))
+        buffers = ('acc',)
+        def init_buffer(self, name, param, group): return np.full(param.shape, 2.0, param.dtype)
+        def step_scalars(self, group, state, step):
+            state['product'] = state.get('product', 1.0) * 0.5
+            return {'product': state['product']}
+        def __init__(self, params, lr=0.1): super().__init__(params, dict(lr=lr))
+    a, = params((3,))
+    opt = Hooked([a])
+    x0 = a.data.copy()
+    a.grad = np.ones(3)
+    opt.step(); opt.step()
+    assert seen == [(1, 0.5), (2, 0.25)]
+    np.testing.assert_allclose(a.data, x0 - 2 * 0.1 * 2.0)
+    sd = opt.state_dict()
+    assert sd['state'][0]['product'] == 0.25
+    b, = params((3,))
+    opt2 = Hooked([b]); opt2.load_state_dict(sd)
+    assert opt2.state[b]['product'] == 0.25 and opt2.state[b]['step'] == 2
+
+def test_no_graph_growth_over_100_steps():
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
+    opt = Velocity(model.parameters(), lr=0.01)
+    loss_fn = nn.MSELoss()
+    rng = np.random.default_rng(0)
+    x, y = Tensor(rng.standard_normal((16, 4)).astype(np.float32)), rng.standard_normal((16, 1)).astype(np.float32)
+    def one_step():
+        opt.zero_grad()
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss.item()
+    def tensors():
+        gc.collect()
+        return sum(issubclass(type(o), Tensor) for o in gc.get_objects())
+    losses = [one_step() for _ in range(5)]
+    n0 = tensors()
+    losses += [one_step() for _ in range(100)]
+    assert tensors() == n0
+    assert losses[-1] < losses[0]
+    for p in model.parameters():
+        assert p.is_leaf and all(type(v) in (np.ndarray, int) for v in opt.state[p].values())
+
+def test_step_runs_under_no_grad_and_closure_under_grad():
+    modes = []
+    def probe_update(param, grad, state, *, step, lr):
+        modes.append(is_grad_enabled()); param -= lr * grad
+    class Probe(Optimizer):
+        update = staticmethod(probe_update)
+        hyperparameters = dict(lr=Real('[0, inf)'))
+        def __init__(self, params, lr=0.1): super().__init__(params, dict(lr=lr))
+    w = Parameter(np.array([3.0]))
+    opt = Probe([w], lr=0.25)
+    def closure():
+        modes.append(is_grad_enabled())
+        opt.zero_grad()
+        loss = (w * w).sum()
+        loss.backward()
+        return loss
+    with no_grad():
+        loss = opt.step(closure)
+    assert modes == [True, False] and is_grad_enabled()
+    assert loss.item() == 9.0
+    np.testing.assert_array_equal(w.data, [3.0 - 0.25 * 6.0])
+    assert opt.step() is None
+
+def test_zero_grad_both_modes():
+    a, b = params((2,), (3,))
+    opt = Descent([a, b])
+    a.grad = np.ones(2)
+    g = a.grad
+    opt.zero_grad(set_to_none=False)
+    assert a.grad is g and np.all(g == 0) and b.grad is None
+    opt.zero_grad()
+    assert a.grad is None and b.grad is None
+
+def test_repr_lists_groups_and_hyperparameters():
+    a, b = params((2, 3), (4,))
+    r = repr(Descent([{'params': [a]}, {'params': [b], 'lr': 0.5}], lr=0.1))
+    assert r.startswith('Descent (') and 'Parameter Group 1' in r and 'lr: 0.5' in r and 'params: 1 tensor, 6 values' in r
+
+
+# ---------------------------------------------------------------- atomicity and gradient checks
+@pytest.mark.parametrize('bad_grad, exc, words', [
+    (lambda p: np.zeros(p.shape[0] + 1, p.dtype), ValueError, ['shape (3,)', 'shape (2,)']),
+    (lambda p: np.zeros(p.shape, np.float32), TypeError, ['dtype float32', 'dtype float64']),
+    (lambda p: Tensor(np.zeros(p.shape)), TypeError, ['Tensor', 'numpy array']),
+    (lambda p: [0.0, 0.0], TypeError, ['list']),
+])
+def test_failing_step_in_last_param_changes_nothing(bad_grad, exc, words):
+    ps, opt = trained(steps=2)
+    set_grads(ps, seed=5)
+    ps[-1].grad = bad_grad(ps[-1])
+    before = snapshot(opt, ps)
+    with pytest.raises(exc) as e: opt.step()
+    for w in words: assert w in str(e.value)
+    assert "'scale'" in str(e.value) and 'nothing was changed' in str(e.value)
+    assert_same(before, snapshot(opt, ps))
+
+def test_failing_first_step_leaves_no_state():
+    ps = params((3,), (2,))
+    opt = Velocity(ps)
+    ps[0].grad = np.ones(3); ps[1].grad = np.ones(3)
+    with pytest.raises(ValueError): opt.step()
+    assert opt.state == {}
+    np.testing.assert_array_equal(ps[0].data, params((3,), (2,))[0].data)
+
+def test_corrupted_state_buffer_refused_before_writing():
+    ps, opt = trained()
+    set_grads(ps, seed=7)
+    opt.state[ps[-1]]['velocity'] = np.zeros(5)
+    before = snapshot(opt, ps)
+    with pytest.raises(ValueError, match="state buffer 'velocity' of parameter 'scale'"): opt.step()
+    assert_same(before, snapshot(opt, ps))
+
+
+# ---------------------------------------------------------------- non-finite gradients
+@pytest.mark.parametrize('bad', [np.nan, np.inf, -np.inf])
+def test_nonfinite_policies(bad):
+    # apply (the default): the update goes through, as in torch
+    ps, opt = trained()
+    set_grads(ps, seed=8); ps[1].grad[0] = bad
+    opt.step()
+    assert not np.isfinite(ps[1].data[0]) and opt.skipped_steps == 0 and opt.state[ps[0]]['step'] == 4
+    # skip: nothing changes, the skip is counted and survives a checkpoint
+    ps, opt = trained(nonfinite='skip')
+    set_grads(ps, seed=8); ps[1].grad[0] = bad
+    before = snapshot(opt, ps)
+    opt.step(); opt.step()
+    assert opt.skipped_steps == 2
+    b = list(before); b[4] = 2
+    assert_same(tuple(b), snapshot(opt, ps))
+    assert opt.state_dict()['skipped_steps'] == 2
+    ps2, opt2 = trained(nonfinite='skip', steps=0)
+    opt2.load_state_dict(opt.state_dict())
+    assert opt2.skipped_steps == 2
+    set_grads(ps, seed=8); opt.step()
+    assert opt.skipped_steps == 2 and opt.state[ps[0]]['step'] == 4
+    # raise: a FloatingPointError (and RuntimeError) naming the parameter; nothing changes
+    ps, opt = trained(nonfinite='raise')
+    set_grads(ps, seed=8); ps[2].grad[1] = bad
+    before = snapshot(opt, ps)
+    with pytest.raises(FloatingPointError, match="parameter 'scale'"): opt.step()
+    with pytest.raises(RuntimeError): opt.step()
+    assert_same(before, snapshot(opt, ps))
+
+def test_nonfinite_policy_per_group():
+    a, b = params((2,), (2,))
+    opt = Descent([{'params': [a], 'nonfinite': 'raise'}, {'params': [b]}])
+    a.grad = np.ones(2); b.grad = np.array([np.nan, 1.0])
+    opt.step()
+    assert np.isnan(b.data[0]) and np.all(np.isfinite(a.data))
+
+
+# ---------------------------------------------------------------- clip_norm option (numpy-ml semantics)
+@pytest.mark.parametrize('dtype', [np.float32, np.float64])
+def test_clip_norm_option_matches_numpy_ml_and_leaves_grad(dtype):
+    ps = params((300, 100), (7,), dtype=dtype)   # one parameter large enough to be chunked
+    opt = Descent(ps, lr=0.1, clip_norm=1.0)
+    set_grads(ps)
+    x0 = [p.data.copy() for p in ps]; g0 = [p.grad.copy() for p in ps]
+    opt.step()
+    for p, x, g in zip(ps, x0, g0):
+        n = np.linalg.norm(g)
+        seen = g * 1.0 / n if n > 1.0 else g     # numpy-ml: param_grad * t / norm(param_grad)
+        np.testing.assert_array_equal(p.data, x - dtype(0.1) * seen)
+        np.testing.assert_array_equal(p.grad, g)
+
+def test_clip_norm_small_gradient_unchanged():
+    a, = params((3,))
+    opt = Descent([a], lr=1.0, clip_norm=10.0)
+    a.grad = np.array([1.0, 2.0, 2.0]); x0 = a.data.copy()
+    opt.step()
+    np.testing.assert_array_equal(a.data, x0 - a.grad)
+
+
+# ---------------------------------------------------------------- chunked execution
+def test_chunks_are_bit_identical_to_whole_arrays_and_cover_everything():
+    rng = np.random.default_rng(0)
+    n = 3 * base.CHUNK_SIZE + 17
+    x, g, v = (rng.standard_normal(n).astype(np.float32) for _ in range(3))
+    whole = [x.copy(), {'velocity': v.copy()}]
+    velocity_update(whole[0], g, whole[1], step=1, lr=0.1, mu=0.9, betas=None, nesterov=True)
+    calls = []
+    def counting(param, grad, state, **kw):
+        calls.append(param.size); velocity_update(param, grad, state, **kw)
+    xc, st = x.copy(), {'velocity': v.copy()}
+    run_update_in_chunks(counting, xc, g, st, step=1, lr=0.1, mu=0.9, betas=None, nesterov=True)
+    assert calls == [base.CHUNK_SIZE] * 3 + [17]
+    np.testing.assert_array_equal(xc, whole[0]); np.testing.assert_array_equal(st['velocity'], whole[1]['velocity'])
+
+def test_non_contiguous_param_is_updated_whole():
+    rng = np.random.default_rng(0)
+    data = np.asfortranarray(rng.standard_normal((300, 200)))
+    p = Parameter(data)
+    assert not p.data.flags.c_contiguous
+    sizes = []
+    def probe_update(param, grad, state, *, step, lr):
+        sizes.append(param.shape); param -= lr * grad
+    class Probe(Optimizer):
+        update = staticmethod(probe_update)
+        hyperparameters = dict(lr=Real('[0, inf)'))
+        def __init__(self, params, lr=0.1): super().__init__(params, dict(lr=lr))
+    opt = Probe([p])
+    p.grad = rng.standard_normal((300, 200)); x0 = p.data.copy(); arr = p.data
+    opt.step()
+    assert sizes == [(300, 200)] and p.data is arr
+    np.testing.assert_array_equal(p.data, x0 - 0.1 * p.grad)
+
+def test_large_param_state_identical_whatever_the_chunking(monkeypatch):
+    def run(chunk):
+        monkeypatch.setattr(base, 'CHUNK_SIZE', chunk)
+        ps, opt = trained()
+        big, = params((200, 150), dtype=np.float32, seed=3)
+        opt.add_param_group({'params': [big], 'nesterov': True})
+        for s in range(4):
+            set_grads(ps + [big], seed=s)
+            opt.step()
+        return big.data.copy(), opt.state[big]['peak'].copy()
+    a, b = run(1 << 30), run(1000)
+    np.testing.assert_array_equal(a[0], b[0]); np.testing.assert_array_equal(a[1], b[1])
+
+
+# ---------------------------------------------------------------- state_dict / load_state_dict
+def test_state_dict_layout_and_copies():
+    ps, opt = trained()
+    sd = opt.state_dict()
+    assert list(sd) == ['state', 'param_groups', 'skipped_steps']
+    assert sd['param_groups'][0]['params'] == [0, 1, 2]
+    assert sd['param_groups'][0]['param_names'] == ['fc.weight', 'fc.bias', 'scale']
+    assert sd['state'][1]['step'] == 3
+    assert sd['state'][1]['velocity'] is not opt.state[ps[1]]['velocity']
+    np.testing.assert_array_equal(sd['state'][1]['velocity'], opt.state[ps[1]]['velocity'])
+    sd['param_groups'][0]['param_names'].append('x')
+    assert len(opt.param_groups[0]['param_names']) == 3
+
+def test_round_trip_continues_bit_identically():
+    ps, opt = trained(steps=3)
+    sd = opt.state_dict()
+    ps2 = params((3, 4), (4,), (2,))
+    for p, q in zip(ps, ps2): q.data[...] = p.data
+    opt2 = Velocity(list(zip(['fc.weight', 'fc.bias', 'scale'], ps2)))
+    opt2.load_state_dict(sd)
+    for s in range(3, 6):
+        set_grads(ps, seed=s); set_grads(ps2, seed=s)
+        opt.step(); opt2.step()
+    for p, q in zip(ps, ps2):
+        np.testing.assert_array_equal(p.data, q.data)
+        np.testing.assert_array_equal(opt.state[p]['velocity'], opt2.state[q]['velocity'])
+    # the loaded arrays are copies: changing the dict afterwards changes nothing
+    sd['state'][0]['velocity'][...] = 1e9
+    assert np.all(opt2.state[ps2[0]]['velocity'] < 1e9)
+
+def test_load_restores_hyperparameters_and_keeps_group_dicts():
+    ps, opt = trained(lr=0.3)
+    ps2, opt2 = trained(steps=0, lr=0.1)
+    group = opt2.param_groups[0]
+    opt2.load_state_dict(opt.state_dict())
+    assert opt2.param_groups[0] is group and group['lr'] == 0.3 and group['params'] == ps2
+
+def test_load_accepts_string_ids_and_list_betas():
+    ps, opt = trained()
+    sd = opt.state_dict()
+    sd['state'] = {str(k): v for k, v in sd['state'].items()}
+    sd['param_groups'][0]['betas'] = list(sd['param_groups'][0]['betas'])
+    ps2, opt2 = trained(steps=0)
+    opt2.load_state_dict(sd)
+    assert opt2.state[ps2[2]]['step'] == 3 and opt2.param_groups[0]['betas'] == (0.9, 0.99)
+
+def _sd_with(edit):
+    ps, opt = trained()
+    sd = opt.state_dict()
+    edit(sd)
+    return sd
+
+def _set(d, key, value): d[key] = value
+LOAD_MISMATCHES = [
+    ('not a dict', lambda sd: sd.clear(), TypeError, "'state' and 'param_groups'"),
+    ('group count', lambda sd: sd['param_groups'].append(dict(sd['param_groups'][0])), ValueError, '2 param groups'),
+    ('group size', lambda sd: sd['param_groups'][0]['params'].pop(), ValueError, '2 parameters in the state dict, 3'),
+    ('names reordered', lambda sd: sd['param_groups'][0]['param_names'].reverse(), ValueError, "position 0: the state dict has 'scale'"),
+    ('buffer shape', lambda sd: _set(sd['state'][0], 'velocity', np.zeros((4, 3))), ValueError, "'velocity'"),
+    ('buffer dtype', lambda sd: _set(sd['state'][1], 'velocity', sd['state'][1]['velocity'].astype(np.float32)), ValueError, 'float32'),
+    ('missing buffer', lambda sd: sd['state'][2].pop('velocity'), ValueError, "needs ['velocity']"),
+    ('extra buffer', lambda sd: _set(sd['state'][2], 'peak', np.zeros(2)), ValueError, "['peak', 'velocity']"),
+    ('buffer not array', lambda sd: _set(sd['state'][2], 'velocity', [0.0, 0.0]), ValueError, "needs ['velocity']"),
+    ('bad step', lambda sd: _set(sd['state'][0], 'step', -1), ValueError, 'step=-1'),
+    ('float step', lambda sd: _set(sd['state'][0], 'step', 2.5), ValueError, 'step=2.5'),
+    ('missing step', lambda sd: sd['state'][0].pop('step'), ValueError, 'step=None'),
+    ('unknown id', lambda sd: _set(sd['state'], 7, sd['state'][0]), ValueError, 'id 7'),
+    ('duplicate id', lambda sd: _set(sd['param_groups'][0], 'params', [0, 0, 1]), ValueError, 'distinct'),
+    ('invalid hyperparameter', lambda sd: _set(sd['param_groups'][0], 'mu', 1.5), ValueError, 'invalid mu=1.5 in param group 0 of the state dict'),
+    ('missing hyperparameter', lambda sd: sd['param_groups'][0].pop('betas'), ValueError, "has no 'betas'"),
+    ('unknown key', lambda sd: _set(sd['param_groups'][0], 'amsgrad', False), ValueError, "unknown key(s) ['amsgrad']"),
+    ('state entry not dict', lambda sd: _set(sd['state'], 0, 5), TypeError, 'not a dict'),
+    ('extra entry not number', lambda sd: _set(sd['state'][0], 'note', 'x'), TypeError, 'must be numbers'),
+    ('skipped_steps', lambda sd: _set(sd, 'skipped_steps', -3), ValueError, 'skipped_steps=-3'),
+    ('state not dict', lambda sd: _set(sd, 'state', []), TypeError, "'state' a dict"),
+]
+@pytest.mark.parametrize('case, edit, exc, words', LOAD_MISMATCHES, ids=[c[0] for c in LOAD_MISMATCHES])
+def test_every_load_mismatch_refused_and_nothing_changes(case, edit, exc, words):
+    sd = _sd_with(edit)
+    ps, opt = trained(steps=1, lr=0.2)
+    before = snapshot(opt, ps)
+    with pytest.raises(exc) as e: opt.load_state_dict(sd)
+    assert words in str(e.value), str(e.value)
+    assert_same(before, snapshot(opt, ps))
+
+def test_load_checks_buffers_for_the_saved_settings():
+    ps, opt = trained(nesterov=True)      # buffers velocity + peak
+    ps2, opt2 = trained(steps=0)          # nesterov=False; the loaded groups turn it on
+    opt2.load_state_dict(opt.state_dict())
+    assert opt2.param_groups[0]['nesterov'] is True and set(opt2.state[ps2[0]]) == {'step', 'velocity', 'peak'}
+    ps3, opt3 = trained(steps=2)
+    sd = opt3.state_dict(); sd['param_groups'][0]['nesterov'] = True
+    with pytest.raises(ValueError, match="needs \\['peak', 'velocity'\\]"): opt2.load_state_dict(sd)
+
+def test_load_without_names_on_one_side_matches_by_position():
+    ps, opt = trained()
+    ps2 = params((3, 4), (4,), (2,))
+    opt2 = Velocity(ps2)
+    opt2.load_state_dict(opt.state_dict())
+    assert opt2.state[ps2[0]]['step'] == 3 and 'param_names' not in opt2.param_groups[0]
+
+
+# ---------------------------------------------------------------- clip_grad_norm_ / clip_grad_value_ against torch
+def _pairs(dtype, seed, scale=1.0):
+    rng = np.random.default_rng(seed)
+    shapes = [(5, 3), (3,), (2, 2, 2), ()]
+    ours = [Parameter(rng.standard_normal(s).astype(dtype)) for s in shapes]
+    theirs = [torch.zeros(s, dtype=getattr(torch, np.dtype(dtype).name), requires_grad=True) for s in shapes]
+    for p, t in zip(ours, theirs):
+        p.grad = np.asarray(scale * rng.standard_normal(p.shape), dtype=dtype)
+        t.grad = torch.from_numpy(p.grad.copy())
+    return ours, theirs
+
+@pytest.mark.parametrize('dtype, rtol', [(np.float64, 1e-12), (np.float32, 1e-6)])
+@pytest.mark.parametrize('norm_type', [1.0, 2.0, 3.0, float('inf')])
+@pytest.mark.parametrize('max_norm', [0.1, 1.0, 1e3])
+def test_clip_grad_norm_matches_torch(dtype, rtol, norm_type, max_norm):
+    ours, theirs = _pairs(dtype, seed=int(norm_type * 10 if norm_type != float('inf') else 99))
+    arrays = [p.grad for p in ours]
+    total = clip_grad_norm_(ours, max_norm, norm_type=norm_type)
+    expected = torch.nn.utils.clip_grad_norm_(theirs, max_norm, norm_type=norm_type)
+    np.testing.assert_allclose(total, expected.item(), rtol=rtol)
+    for p, t, a in zip(ours, theirs, arrays):
+        assert p.grad is a and p.grad.dtype == dtype
+        np.testing.assert_allclose(p.grad, t.grad.numpy(), rtol=rtol, atol=0)
+
+def test_clip_grad_norm_single_parameter_skips_none_and_empty():
+    a, b = params((3,), (2,))
+    a.grad = np.array([3.0, 4.0, 0.0])
+    assert clip_grad_norm_(a, 1.0) == pytest.approx(5.0)
+    np.testing.assert_allclose(a.grad, np.array([3.0, 4.0, 0.0]) / (5 + 1e-6))
+    assert clip_grad_norm_([b], 1.0) == 0.0
+
+def test_clip_grad_norm_nonfinite():
+    ours, theirs = _pairs(np.float64, seed=3)
+    ours[1].grad[0] = np.nan; theirs[1].grad[0] = float('nan')
+    before = [p.grad.copy() for p in ours]
+    with pytest.raises(NonFiniteGradientError, match='non-finite|is nan'): clip_grad_norm_(ours, 1.0, error_if_nonfinite=True)
+    with pytest.raises(RuntimeError): torch.nn.utils.clip_grad_norm_(theirs, 1.0, error_if_nonfinite=True)
+    for p, b in zip(ours, before): np.testing.assert_array_equal(p.grad, b)
+    total = clip_grad_norm_(ours, 1.0)         # default: scale anyway, as torch
+    torch.nn.utils.clip_grad_norm_(theirs, 1.0)
+    assert np.isnan(total)
+    for p, t in zip(ours, theirs): np.testing.assert_array_equal(np.isnan(p.grad), np.isnan(t.grad.numpy()))
+
+def test_clip_grad_norm_bad_arguments():
+    a, = params((2,)); a.grad = np.ones(2)
+    with pytest.raises(ValueError, match=r'max_norm=-1.0.*\[0, inf\)'): clip_grad_norm_(a, -1.0)
+    with pytest.raises(ValueError, match='norm_type=0'): clip_grad_norm_(a, 1.0, norm_type=0)
+    with pytest.raises(TypeError, match='max_norm'): clip_grad_norm_(a, '1')
+
+@pytest.mark.parametrize('dtype', [np.float32, np.float64])
+@pytest.mark.parametrize('clip_value', [0.0, 0.3, 10.0])
+def test_clip_grad_value_matches_torch(dtype, clip_value):
+    ours, theirs = _pairs(dtype, seed=5, scale=2.0)
+    arrays = [p.grad for p in ours]
+    clip_grad_value_(ours, clip_value)
+    torch.nn.utils.clip_grad_value_(theirs, clip_value)
+    for p, t, a in zip(ours, theirs, arrays):
+        assert p.grad is a
+        np.testing.assert_array_equal(p.grad, t.grad.numpy())
+    with pytest.raises(ValueError, match='clip_value=-1'): clip_grad_value_(ours, -1)
+
+
+# ---------------------------------------------------------------- weight-decay groups, gradient accumulation
+def test_param_groups_weight_decay():
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    groups = param_groups_weight_decay(model, weight_decay=0.05)
+    assert [g['weight_decay'] for g in groups] == [0.05, 0.0]
+    assert [n for n, _ in groups[0]['params']] == ['0.weight', '2.weight']
+    assert [n for n, _ in groups[1]['params']] == ['0.bias', '2.bias']
+    opt = Descent(groups, lr=0.1)
+    assert opt.param_groups[1]['param_names'] == ['0.bias', '2.bias']
+    # a custom rule, and a model where one group is empty
+    groups = param_groups_weight_decay(model.named_parameters(), 0.1, no_decay=lambda n, p: n.startswith('2.'))
+    assert [n for n, _ in groups[1]['params']] == ['2.weight', '2.bias']
+    only_w = param_groups_weight_decay([('w', Parameter(np.zeros((2, 2))))], 0.1)
+    assert len(only_w) == 1 and only_w[0]['weight_decay'] == 0.1
+    # the decay is applied only to the first group
+    w, b = Parameter(np.ones((2, 2))), Parameter(np.ones(2))
+    opt = Descent(param_groups_weight_decay([('w', w), ('b', b)], 0.5), lr=0.1)
+    w.grad, b.grad = np.zeros((2, 2)), np.zeros(2)
+    opt.step()
+    np.testing.assert_allclose(w.data, 1 - 0.1 * 0.5); np.testing.assert_array_equal(b.data, 1.0)
+
+def test_gradient_accumulation_equals_one_big_batch():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((32, 5)); y = rng.standard_normal((32, 1))
+    def model_and_opt():
+        m = nn.Linear(5, 1, dtype=np.float64, generator=np.random.default_rng(1))
+        return m, Velocity(m.parameters(), lr=0.05)
+    loss_fn = nn.MSELoss()
+    big, opt_big = model_and_opt()
+    acc, opt_acc = model_and_opt()
+    n = 4
+    for _ in range(3):
+        opt_big.zero_grad()
+        loss_fn(big(Tensor(x)), y).backward()
+        opt_big.step()
+        opt_acc.zero_grad()
+        for xb, yb in zip(np.split(x, n), np.split(y, n)):
+            (loss_fn(acc(Tensor(xb)), yb) * (1 / n)).backward()
+        opt_acc.step()
+    for p, q in zip(big.parameters(), acc.parameters()):
+        np.testing.assert_allclose(p.data, q.data, rtol=1e-12, atol=1e-14)
