@@ -556,7 +556,7 @@ LOAD_MISMATCHES = [
     ('buffer shape', lambda sd: _set(sd['state'][0], 'velocity', np.zeros((4, 3))), ValueError, "'velocity'"),
     ('buffer dtype', lambda sd: _set(sd['state'][1], 'velocity', sd['state'][1]['velocity'].astype(np.float32)), ValueError, 'float32'),
     ('missing buffer', lambda sd: sd['state'][2].pop('velocity'), ValueError, "needs ['velocity']"),
-    ('extra buffer', lambda sd: _set(sd['state'][2], 'peak', np.zeros(2)), ValueError, "['peak', 'velocity']"),
+    ('extra buffer, wrong shape', lambda sd: _set(sd['state'][2], 'peak', np.zeros(3)), ValueError, "'peak'"),
     ('buffer not array', lambda sd: _set(sd['state'][2], 'velocity', [0.0, 0.0]), ValueError, "needs ['velocity']"),
     ('bad step', lambda sd: _set(sd['state'][0], 'step', -1), ValueError, 'step=-1'),
     ('float step', lambda sd: _set(sd['state'][0], 'step', 2.5), ValueError, 'step=2.5'),
@@ -567,7 +567,7 @@ LOAD_MISMATCHES = [
     ('missing hyperparameter', lambda sd: sd['param_groups'][0].pop('betas'), ValueError, "has no 'betas'"),
     ('unknown key', lambda sd: _set(sd['param_groups'][0], 'amsgrad', False), ValueError, "unknown key(s) ['amsgrad']"),
     ('state entry not dict', lambda sd: _set(sd['state'], 0, 5), TypeError, 'not a dict'),
-    ('extra entry not number', lambda sd: _set(sd['state'][0], 'note', 'x'), TypeError, 'must be numbers'),
+    ('extra entry not number', lambda sd: _set(sd['state'][0], 'note', 'x'), TypeError, 'arrays or numbers'),
     ('skipped_steps', lambda sd: _set(sd, 'skipped_steps', -3), ValueError, 'skipped_steps=-3'),
     ('state not dict', lambda sd: _set(sd, 'state', []), TypeError, "'state' a dict"),
 ]
@@ -700,3 +700,17 @@ def test_gradient_accumulation_equals_one_big_batch():
         opt_acc.step()
     for p, q in zip(big.parameters(), acc.parameters()):
         np.testing.assert_allclose(p.data, q.data, rtol=1e-12, atol=1e-14)
+
+def test_buffer_needed_by_a_changed_setting_is_created_and_unneeded_ones_kept():
+    ps, opt = trained()                                  # velocity only
+    opt.param_groups[0]['nesterov'] = True               # now needs 'peak' as well
+    set_grads(ps, seed=11)
+    v_before = opt.state[ps[0]]['velocity']
+    opt.step()
+    assert set(opt.state[ps[0]]) == {'step', 'velocity', 'peak'} and opt.state[ps[0]]['velocity'] is v_before
+    assert opt.state[ps[0]]['step'] == 4
+    opt.param_groups[0]['nesterov'] = False              # 'peak' no longer needed: kept, saved and loaded
+    opt.step()
+    ps2, opt2 = trained(steps=0)
+    opt2.load_state_dict(opt.state_dict())
+    np.testing.assert_array_equal(opt2.state[ps2[1]]['peak'], opt.state[ps[1]]['peak'])
