@@ -10,14 +10,14 @@ __all__ = ['step_lr', 'multistep_lr', 'constant_lr', 'linear_lr', 'polynomial_lr
            'OneCycleLR', 'LambdaLR', 'MultiplicativeLR', 'ExponentialDecayLR', 'NoamLR', 'SequentialLR',
            'ChainedScheduler', 'ReduceLROnPlateau', 'p_decreasing', 'loss_plateaued', 'KingLR']
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #ff747c14
+# %% ../../nbs/04e_lr_scheduler.ipynb #a73dce3d
 import math
 import copy
 import types
 from bisect import bisect_right
 import numpy as np
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #b99c0cb3
+# %% ../../nbs/04e_lr_scheduler.ipynb #885e253d
 def _is_int(x): return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
 def _is_real(x): return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, (bool, np.bool_))
 
@@ -38,7 +38,7 @@ def _check_choice(name, x, choices):
     if x not in choices: raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {x!r}")
     return x
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #8c218322
+# %% ../../nbs/04e_lr_scheduler.ipynb #b71a7daf
 def step_lr(step:int, # t: scheduler steps taken
             base_lr:float, # η₀: learning rate at t = 0
             step_size:int, # s: steps between two decays
@@ -60,14 +60,14 @@ def multistep_lr(step:int, # t: scheduler steps taken
     # η_t = η₀ γ^{#{m ∈ M : m ≤ t}}
     return base_lr * gamma ** bisect_right(ms, step)
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #6bd1e44c
+# %% ../../nbs/04e_lr_scheduler.ipynb #9e5afc69
 def constant_lr(step:int, # t: scheduler steps taken
                 base_lr:float, # η₀: learning rate from step `total_iters` on
                 factor:float=1/3, # f: fraction of η₀ used before `total_iters`, in (0, 1]
                 total_iters:int=5, # T: number of steps run at f·η₀
                )->float:
     "f·η₀ for t < T, η₀ after."
-    step, T = _check_int('step', step, 0), _check_int('total_iters', total_iters, 0)
+    step, T = _check_int('step', step, 0), _check_int('total_iters', total_iters, 1)
     factor = _check_real('factor', factor, 0, 1, lo_open=True)
     return base_lr * (factor if step < T else 1.0)
 
@@ -95,7 +95,7 @@ def polynomial_lr(step:int, # t: scheduler steps taken
     # η_t = η₀ (1 − min(t,T)/T)^p
     return base_lr * (1.0 - min(T, step) / T) ** power
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #3a0469dc
+# %% ../../nbs/04e_lr_scheduler.ipynb #21e8d7b6
 def exponential_lr(step:int, # t: scheduler steps taken
                    base_lr:float, # η₀
                    gamma:float, # γ: factor per step, > 0
@@ -117,7 +117,7 @@ def exponential_decay(step:int, # t: scheduler steps taken
     stage = step // L if staircase else step / L
     return initial_lr * decay ** stage
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #e343d3fe
+# %% ../../nbs/04e_lr_scheduler.ipynb #771d2418
 def cosine_annealing(step:float, # t: scheduler steps taken
                      base_lr:float, # η₀: rate at t = 0
                      T_max:int, # T_max: steps from η₀ down to η_min, >= 1
@@ -147,7 +147,7 @@ def cosine_warm_restarts(step:float, # t: scheduler steps (or fractional epochs)
     T_cur, T_i = _restart_position(step, T_0, T_mult)
     return cosine_annealing(T_cur, base_lr, T_i, eta_min)
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #7ef61f19
+# %% ../../nbs/04e_lr_scheduler.ipynb #0417228d
 def _cyclic_scale(mode, gamma):
     "The amplitude scale g of `mode` and whether it is a function of the cycle or of the step."
     if mode == 'triangular': return (lambda c: 1.0), 'cycle'
@@ -179,7 +179,7 @@ def cyclic_lr(step:int, # t: scheduler steps (batches) taken
     # η_t = η_lo + (η_hi − η_lo) h g
     return base_lr + (max_lr - base_lr) * h * scale_fn(cycle if scale_mode == 'cycle' else step)
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #1b1372fa
+# %% ../../nbs/04e_lr_scheduler.ipynb #f3f9afed
 def _anneal(start, end, pct, strategy):
     "Go from `start` (pct = 0) to `end` (pct = 1) along half a cosine or a straight line."
     # cos: b + (a − b)/2 (1 + cos πp);  linear: a + (b − a) p
@@ -240,7 +240,7 @@ def one_cycle_lr(step:int, # t: scheduler steps taken
     start = max_lr / div
     return one_cycle(step, total_steps, start, max_lr, start / final_div, pct_start, anneal_strategy, three_phase)
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #c3f1ebde
+# %% ../../nbs/04e_lr_scheduler.ipynb #b5aad484
 def lambda_lr(step:int, # t: scheduler steps taken
               base_lr:float, # η₀
               lr_lambda, # λ: function of t giving a multiplier of η₀
@@ -257,7 +257,7 @@ def multiplicative_lr(step:int, # t: scheduler steps taken
     for i in range(1, _check_int('step', step, 0) + 1): lr = lr * lr_lambda(i)
     return lr
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #aa2bd864
+# %% ../../nbs/04e_lr_scheduler.ipynb #d0bb77dd
 def noam_lr(step:int, # n: optimizer step number, >= 1
             model_dim:int=512, # d: width of the model
             scale_factor:float=1.0, # k: overall multiplier
@@ -269,7 +269,7 @@ def noam_lr(step:int, # n: optimizer step number, >= 1
     # η_n = k d^{-1/2} min(n^{-1/2}, n w^{-3/2})
     return scale_factor * d ** -0.5 * min(n ** -0.5, n * w ** -1.5)
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #7e7ca203
+# %% ../../nbs/04e_lr_scheduler.ipynb #9f8c7167
 def _check_optimizer(optimizer):
     groups = getattr(optimizer, 'param_groups', None)
     if not isinstance(groups, list) or not groups or not all(isinstance(g, dict) and 'lr' in g for g in groups):
@@ -286,7 +286,7 @@ def _per_group(name, optimizer, value):
         return list(value)
     return [value] * n
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #44fc545a
+# %% ../../nbs/04e_lr_scheduler.ipynb #17f29ff0
 class _Stateful:
     "`state_dict()`/`load_state_dict()`: every attribute except the optimizer and the ones named in `_not_saved`."
     _not_saved = ()
@@ -315,7 +315,7 @@ class _Stateful:
         for k, v in state.items():
             if k not in skip: setattr(self, k, copy.deepcopy(v))
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #0ee58108
+# %% ../../nbs/04e_lr_scheduler.ipynb #37a7d574
 class LRScheduler(_Stateful):
     "Base class: after each `step()`, `group['lr']` of every param group is the schedule's value at `last_epoch`."
     _is_initial = False
@@ -371,7 +371,7 @@ class LRScheduler(_Stateful):
 
     def _current(self): return [g['lr'] for g in self._groups()]
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #888fd0da
+# %% ../../nbs/04e_lr_scheduler.ipynb #f8d22d63
 class StepLR(LRScheduler):
     "Multiply the rate by `gamma` every `step_size` steps; closed form `step_lr`."
     def __init__(self, optimizer, step_size:int, gamma:float=0.1, last_epoch:int=-1):
@@ -402,12 +402,12 @@ class MultiStepLR(LRScheduler):
 
     def _closed_form_lr(self): return [multistep_lr(self.last_epoch, b, self.milestones, self.gamma) for b in self.base_lrs]
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #0dd65c34
+# %% ../../nbs/04e_lr_scheduler.ipynb #d3acfe68
 class ConstantLR(LRScheduler):
     "Run the first `total_iters` steps at `factor` times the rate; closed form `constant_lr`."
     def __init__(self, optimizer, factor:float=1/3, total_iters:int=5, last_epoch:int=-1):
         self.factor = _check_real('factor', factor, 0, 1, lo_open=True)
-        self.total_iters = _check_int('total_iters', total_iters, 0)
+        self.total_iters = _check_int('total_iters', total_iters, 1)
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self):
@@ -465,7 +465,7 @@ class PolynomialLR(LRScheduler):
 
     def _closed_form_lr(self): return [polynomial_lr(self.last_epoch, b, self.total_iters, self.power) for b in self.base_lrs]
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #314a4d89
+# %% ../../nbs/04e_lr_scheduler.ipynb #56d753e2
 class CosineAnnealingLR(LRScheduler):
     "Anneal the rate from its base value to `eta_min` along half a cosine in `T_max` steps; closed form `cosine_annealing`."
     def __init__(self, optimizer, T_max:int, eta_min:float=0.0, last_epoch:int=-1):
@@ -486,7 +486,7 @@ class CosineAnnealingLR(LRScheduler):
 
     def _closed_form_lr(self): return [cosine_annealing(self.last_epoch, b, self.T_max, self.eta_min) for b in self.base_lrs]
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #b0784ed7
+# %% ../../nbs/04e_lr_scheduler.ipynb #0e670305
 class CosineAnnealingWarmRestarts(LRScheduler):
     "Cosine annealing restarted after T₀, T₀·T_mult, ... steps; closed form `cosine_warm_restarts`."
     def __init__(self, optimizer, T_0:int, T_mult:int=1, eta_min:float=0.0, last_epoch:int=-1):
@@ -515,7 +515,7 @@ class CosineAnnealingWarmRestarts(LRScheduler):
         self.last_epoch = math.floor(epoch)
         self._set_lrs(self.get_lr())
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #b7e8f5e0
+# %% ../../nbs/04e_lr_scheduler.ipynb #1baba57d
 def _momentum_key(optimizer):
     "'betas' when the groups have Adam's betas, 'momentum' when they have SGD's momentum."
     for key in ('betas', 'momentum'):
@@ -527,7 +527,7 @@ def _set_momentum(group, key, m):
     if key == 'betas': group['betas'] = (m, *group['betas'][1:])
     else: group['momentum'] = m
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #1437ba74
+# %% ../../nbs/04e_lr_scheduler.ipynb #5200d3fb
 class CyclicLR(LRScheduler):
     "Cycle the rate between `base_lr` and `max_lr` (and momentum the other way); closed form `cyclic_lr`."
     _not_saved = ('scale_fn',)
@@ -562,9 +562,7 @@ class CyclicLR(LRScheduler):
         if _check_int('last_epoch', last_epoch, -1) == -1:
             for i, g in enumerate(optimizer.param_groups):
                 g['lr'] = base_lrs[i]
-                if self.cycle_momentum:
-                    _set_momentum(g, self.momentum_key, self.max_momentums[i])
-                    g['max_momentum'], g['base_momentum'] = self.max_momentums[i], self.base_momentums[i]
+                if self.cycle_momentum: _set_momentum(g, self.momentum_key, self.max_momentums[i])
         super().__init__(optimizer, last_epoch)
         self.base_lrs = base_lrs
 
@@ -594,7 +592,7 @@ class CyclicLR(LRScheduler):
 
 def _is_function(f): return isinstance(f, (types.FunctionType, types.BuiltinFunctionType, types.MethodType))
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #ab3b8803
+# %% ../../nbs/04e_lr_scheduler.ipynb #737c01df
 class OneCycleLR(LRScheduler):
     "The one-cycle policy for the rate and, mirrored, the momentum (or β₁); closed form `one_cycle_lr`."
     def __init__(self, optimizer,
@@ -618,33 +616,24 @@ class OneCycleLR(LRScheduler):
             total_steps = _check_int('epochs', epochs, 1) * _check_int('steps_per_epoch', steps_per_epoch, 1)
         self.total_steps, self.pct_start = _check_one_cycle(total_steps, pct_start, anneal_strategy, three_phase)
         self.anneal_strategy, self.three_phase = anneal_strategy, bool(three_phase)
-        max_lrs = [_check_real('max_lr', v, 0) for v in _per_group('max_lr', optimizer, max_lr)]
+        self.max_lrs = [_check_real('max_lr', v, 0) for v in _per_group('max_lr', optimizer, max_lr)]
         div = _check_real('div_factor', div_factor, 0, lo_open=True)
         final_div = _check_real('final_div_factor', final_div_factor, 0, lo_open=True)
+        # start = η_hi/div, end = start/final_div
+        self.min_lrs = [m / div / final_div for m in self.max_lrs]
         self.cycle_momentum = bool(cycle_momentum)
         if self.cycle_momentum:
             self.momentum_key = _momentum_key(optimizer)
-            max_ms = [_check_real('max_momentum', v, 0, 1) for v in _per_group('max_momentum', optimizer, max_momentum)]
-            base_ms = [_check_real('base_momentum', v, 0, 1) for v in _per_group('base_momentum', optimizer, base_momentum)]
+            self.max_momentums = [_check_real('max_momentum', v, 0, 1) for v in _per_group('max_momentum', optimizer, max_momentum)]
+            self.base_momentums = [_check_real('base_momentum', v, 0, 1) for v in _per_group('base_momentum', optimizer, base_momentum)]
         if _check_int('last_epoch', last_epoch, -1) == -1:
             for i, g in enumerate(optimizer.param_groups):
-                # start = η_hi/div, end = start/final_div
-                g['initial_lr'] = max_lrs[i] / div
-                g['max_lr'] = max_lrs[i]
-                g['min_lr'] = g['initial_lr'] / final_div
-                if self.cycle_momentum:
-                    _set_momentum(g, self.momentum_key, max_ms[i])
-                    g['max_momentum'], g['base_momentum'] = max_ms[i], base_ms[i]
-        else:
-            keys = ('initial_lr', 'max_lr', 'min_lr') + (('max_momentum', 'base_momentum') if self.cycle_momentum else ())
-            missing = [i for i, g in enumerate(optimizer.param_groups) if not all(k in g for k in keys)]
-            if missing: raise ValueError(f"last_epoch={last_epoch} resumes a cycle, but param_groups {missing} lack some of {keys}; "
-                                         f"load the optimizer's state first")
+                g['initial_lr'] = self.max_lrs[i] / div
+                if self.cycle_momentum: _set_momentum(g, self.momentum_key, self.max_momentums[i])
         super().__init__(optimizer, last_epoch)
 
-    def _value(self, g, start, peak, end):
-        return one_cycle(self.last_epoch, self.total_steps, g[start], g[peak], g[end], self.pct_start,
-                         self.anneal_strategy, self.three_phase)
+    def _value(self, start, peak, end):
+        return one_cycle(self.last_epoch, self.total_steps, start, peak, end, self.pct_start, self.anneal_strategy, self.three_phase)
 
     def step(self):
         if self.last_epoch + 1 > self.total_steps:
@@ -654,13 +643,15 @@ class OneCycleLR(LRScheduler):
 
     def get_lr(self):
         lrs = []
-        for g in self._groups():
-            lrs.append(self._value(g, 'initial_lr', 'max_lr', 'min_lr'))
+        for i, g in enumerate(self._groups()):
+            lrs.append(self._value(self.base_lrs[i], self.max_lrs[i], self.min_lrs[i]))
             # momentum: high while the rate is low, low at its peak
-            if self.cycle_momentum: _set_momentum(g, self.momentum_key, self._value(g, 'max_momentum', 'base_momentum', 'max_momentum'))
+            if self.cycle_momentum:
+                hi, lo = self.max_momentums[i], self.base_momentums[i]
+                _set_momentum(g, self.momentum_key, self._value(hi, lo, hi))
         return lrs
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #43d7aa8e
+# %% ../../nbs/04e_lr_scheduler.ipynb #ff5472f0
 class _LambdaBase(LRScheduler):
     _not_saved = ('lr_lambdas',)
 
@@ -709,7 +700,7 @@ class MultiplicativeLR(_LambdaBase):
         # η_t = η_{t−1} λ(t)
         return [g['lr'] * f(self.last_epoch) for f, g in zip(self.lr_lambdas, self._groups())]
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #70d9c3e8
+# %% ../../nbs/04e_lr_scheduler.ipynb #798506fc
 class ExponentialDecayLR(LRScheduler):
     "numpy-ml's exponential schedule on each group's base rate; closed form `exponential_decay`."
     def __init__(self, optimizer, stage_length:int=500, staircase:bool=False, decay:float=0.1, last_epoch:int=-1):
@@ -731,7 +722,7 @@ class NoamLR(LRScheduler):
 
     def get_lr(self): return [noam_lr(self.last_epoch + 1, self.model_dim, k, self.warmup_steps) for k in self.scale_factors]
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #6fa5e16b
+# %% ../../nbs/04e_lr_scheduler.ipynb #8f36de9e
 class _Composite(LRScheduler):
     "State of a scheduler made of schedulers: its own counters plus the `state_dict()` of each part."
     def state_dict(self):
@@ -802,7 +793,7 @@ class ChainedScheduler(_Composite):
         for s in self._schedulers: s.step()
         self._last_lr = [g['lr'] for g in self.optimizer.param_groups]
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #9ffcf559
+# %% ../../nbs/04e_lr_scheduler.ipynb #460c5690
 class ReduceLROnPlateau(_Stateful):
     "Multiply the rate by `factor` when the metric passed to `step(metrics)` stops improving."
     def __init__(self, optimizer,
@@ -855,7 +846,7 @@ class ReduceLROnPlateau(_Stateful):
             self.cooldown_counter, self.num_bad_epochs = self.cooldown, 0
         self._last_lr = [g['lr'] for g in groups]
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #4723ccbc
+# %% ../../nbs/04e_lr_scheduler.ipynb #aa8ed628
 def _gaussian_cdf(x, mean, var):
     "P(X <= x) for X ~ N(mean, var)."
     return (1 + math.erf((x - mean) / math.sqrt(var + np.finfo(float).eps) / math.sqrt(2))) / 2
@@ -885,7 +876,7 @@ def loss_plateaued(losses, # the recent loss values, oldest first (at least 4)
     keep = np.flatnonzero(y <= np.quantile(y, 0.9))
     return p_decreasing(y) < p and p_decreasing(y[keep], keep) < p
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #976d2f63
+# %% ../../nbs/04e_lr_scheduler.ipynb #9f175425
 class KingLR(_Stateful):
     "Multiply the rate by `decay` whenever the last `patience + 1` losses show no decrease (King's test)."
     def __init__(self, optimizer,
