@@ -7,11 +7,11 @@ __all__ = ['is_grad_enabled', 'no_grad', 'Tensor', 'backward', 'add', 'sub', 'ne
            'reduce_sum', 'reduce_mean', 'reduce_max', 'reshape', 'transpose', 'broadcast_to', 'getitem', 'exp', 'log',
            'relu', 'tanh', 'sigmoid', 'logsumexp', 'log_softmax', 'astype', 'argmax', 'numerical_grad']
 
-# %% ../nbs/00_autograd.ipynb #46786267
+# %% ../nbs/00_autograd.ipynb #279a5dc4
 import contextlib
 import numpy as np
 
-# %% ../nbs/00_autograd.ipynb #6fcc1dab
+# %% ../nbs/00_autograd.ipynb #977486a5
 _grad_enabled = True
 
 def is_grad_enabled() -> bool:
@@ -20,14 +20,16 @@ def is_grad_enabled() -> bool:
 
 class no_grad(contextlib.ContextDecorator):
     "Context manager (or decorator) under which no operation records a graph."
+    def __init__(self): self._saved = []  # a stack, so that one instance can be re-entered (recursion)
     def __enter__(self):
         global _grad_enabled
-        self.prev, _grad_enabled = _grad_enabled, False
+        self._saved.append(_grad_enabled)
+        _grad_enabled = False
     def __exit__(self, *exc):
         global _grad_enabled
-        _grad_enabled = self.prev
+        _grad_enabled = self._saved.pop()
 
-# %% ../nbs/00_autograd.ipynb #8b7d4560
+# %% ../nbs/00_autograd.ipynb #651ef54c
 class Tensor:
     "A numpy array with reverse-mode automatic differentiation."
     __array_ufunc__ = None  # numpy defers `ndarray op Tensor` and `np.float64 op Tensor` to us
@@ -66,7 +68,7 @@ class Tensor:
         body = np.array2string(self.data, separator=', ', prefix='Tensor(')
         return f"Tensor({body}, dtype={self.dtype}{', requires_grad=True' if self.requires_grad else ''})"
 
-# %% ../nbs/00_autograd.ipynb #26ab2fd2
+# %% ../nbs/00_autograd.ipynb #df0a8665
 def _result(data, parents, backward) -> Tensor:
     "Wrap the output of an op; record `(parents, backward)` only if a gradient can flow through it."
     out = Tensor(data)
@@ -81,7 +83,7 @@ def _lift(x, like: Tensor) -> Tensor:
     if isinstance(x, np.ndarray) and x.ndim: return Tensor(x)
     return Tensor(np.asarray(x, dtype=like.dtype if like.dtype.kind == 'f' else None))
 
-# %% ../nbs/00_autograd.ipynb #872f14a2
+# %% ../nbs/00_autograd.ipynb #0297a651
 def _sum_to(g: np.ndarray, shape: tuple) -> np.ndarray:
     "Sum `g` over the axes along which an array of `shape` was broadcast to `g.shape`."
     if g.shape == shape: return g
@@ -94,7 +96,7 @@ def _grad_for(t: Tensor, g: np.ndarray):
     if not t.requires_grad: return None
     return _sum_to(g, t.shape).astype(t.dtype, copy=False)
 
-# %% ../nbs/00_autograd.ipynb #a26a8e0c
+# %% ../nbs/00_autograd.ipynb #53817c8f
 def _topo_order(root: Tensor) -> list:
     "Tensors that `root` depends on (requiring grad), each after every tensor it is an input of, reversed."
     order, seen, stack = [], set(), [(root, False)]
@@ -145,7 +147,7 @@ def backward(self: Tensor,
 
 Tensor.backward = backward
 
-# %% ../nbs/00_autograd.ipynb #c9786c80
+# %% ../nbs/00_autograd.ipynb #93865e84
 def add(a: Tensor, b) -> Tensor:
     "a + b.  d/da = d/db = 1."
     b = _lift(b, a)
@@ -166,7 +168,7 @@ Tensor.__sub__ = sub
 Tensor.__rsub__ = lambda self, other: sub(_lift(other, self), self)
 Tensor.__neg__ = neg
 
-# %% ../nbs/00_autograd.ipynb #80e08002
+# %% ../nbs/00_autograd.ipynb #4f13b7c5
 def mul(a: Tensor, b) -> Tensor:
     "a * b.  d/da = b, d/db = a."
     b = _lift(b, a)
@@ -207,7 +209,7 @@ Tensor.__rtruediv__ = lambda self, other: div(_lift(other, self), self)
 Tensor.__pow__ = power
 Tensor.__rpow__ = rpower
 
-# %% ../nbs/00_autograd.ipynb #08abd85a
+# %% ../nbs/00_autograd.ipynb #9a304bf7
 def _check_matmul(sa: tuple, sb: tuple):
     "Raise a ValueError naming both shapes unless `sa @ sb` is defined."
     if not sa or not sb:
@@ -237,7 +239,7 @@ def matmul(a: Tensor, b) -> Tensor:
 Tensor.__matmul__ = matmul
 Tensor.__rmatmul__ = lambda self, other: matmul(_lift(other, self), self)
 
-# %% ../nbs/00_autograd.ipynb #2dc2d450
+# %% ../nbs/00_autograd.ipynb #90d904e3
 def _axes(axis, ndim: int) -> tuple:
     "`axis` (None, int or tuple; numpy has validated it) as a tuple of non-negative axes."
     if axis is None: return tuple(range(ndim))
@@ -271,7 +273,7 @@ def reduce_max(a: Tensor, axis=None, keepdims=False) -> Tensor:
 
 Tensor.sum, Tensor.mean, Tensor.max = reduce_sum, reduce_mean, reduce_max
 
-# %% ../nbs/00_autograd.ipynb #3a3b1c95
+# %% ../nbs/00_autograd.ipynb #7ba223f9
 def reshape(a: Tensor, *shape) -> Tensor:
     "`a` with a new shape (tuple or separate ints, -1 allowed).  dx = dy reshaped back."
     shape = shape[0] if len(shape) == 1 and not isinstance(shape[0], (int, np.integer)) else shape
@@ -309,7 +311,7 @@ Tensor.reshape, Tensor.transpose, Tensor.permute = reshape, transpose, transpose
 Tensor.broadcast_to, Tensor.__getitem__ = broadcast_to, getitem
 Tensor.T = property(lambda self: transpose(self))
 
-# %% ../nbs/00_autograd.ipynb #c573223e
+# %% ../nbs/00_autograd.ipynb #9b4c9792
 def exp(a: Tensor) -> Tensor:
     "e**a.  dx = dy * y."
     out = np.exp(a.data)
@@ -336,7 +338,7 @@ def sigmoid(a: Tensor) -> Tensor:
 
 Tensor.exp, Tensor.log, Tensor.relu, Tensor.tanh, Tensor.sigmoid = exp, log, relu, tanh, sigmoid
 
-# %% ../nbs/00_autograd.ipynb #273c322a
+# %% ../nbs/00_autograd.ipynb #9a8ea074
 def logsumexp(a: Tensor, axis=None, keepdims=False) -> Tensor:
     "ln(sum(e**a)) over `axis`, stable.  dx = dy * softmax(x)."
     m = a.data.max(axis=axis, keepdims=True)
@@ -352,7 +354,7 @@ def log_softmax(a: Tensor, axis=-1) -> Tensor:
 
 Tensor.logsumexp, Tensor.log_softmax = logsumexp, log_softmax
 
-# %% ../nbs/00_autograd.ipynb #62fe2ac3
+# %% ../nbs/00_autograd.ipynb #40260069
 def astype(a: Tensor, dtype) -> Tensor:
     "`a` converted to `dtype`.  dx = dy converted back to x's dtype."
     return _result(a.data.astype(dtype), (a,), lambda g: (g.astype(a.dtype),))
@@ -363,7 +365,7 @@ def argmax(a: Tensor, axis=None) -> Tensor:
 
 Tensor.astype, Tensor.argmax = astype, argmax
 
-# %% ../nbs/00_autograd.ipynb #b451d5de
+# %% ../nbs/00_autograd.ipynb #638f7339
 def numerical_grad(f, *xs: np.ndarray, h: float = 1e-6) -> list:
     "Central finite-difference gradients of the scalar `f(*tensors)` with respect to each array in `xs`."
     grads = []

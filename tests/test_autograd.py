@@ -406,3 +406,12 @@ def test_int_tensor_cannot_require_grad():
 def test_scalar_exponent_only():
     with pytest.raises(TypeError, match="scalar exponent"):
         Tensor([2.0]) ** Tensor([2.0])
+
+
+def test_no_grad_decorator_reentrant():
+    @no_grad()
+    def f(n):
+        assert not is_grad_enabled()
+        return 0 if n == 0 else f(n - 1)
+    f(3)
+    assert is_grad_enabled()
