@@ -11,6 +11,7 @@ import pytest
 import minima.optim.lr_scheduler as M
 from minima.checkpoint import save, load
 from minima.nn import Parameter
+from minima.optim.adam import Adam
 from minima.optim.sgd import SGD
 
 _spec = importlib.util.spec_from_file_location('make_lr_reference', Path(__file__).parent / 'reference' / 'make_lr_reference.py')
@@ -203,14 +204,10 @@ def test_king_ignores_a_few_spikes_in_a_decreasing_loss():
 
 # ---------------------------------------------------------------- state: save mid-run, resume
 
-def _sgd_case(name):
-    "(optimizer kind, build) for a real minima SGD (momentum 0.9, two groups)."
-    return ref.CASES[name][1]
-
 RESUME_CASES = ['step_7_0.5', 'multistep', 'constant_0.25_40', 'linear_warmup_50', 'exponential_0.99', 'polynomial_100_2',
                 'cosine_100', 'restarts_7_x2', 'cyclic_triangular2', 'cyclic_scale_fn_iter', 'onecycle_three_phase',
                 'lambda_per_group', 'multiplicative', 'sequential_three', 'sequential_warmup_restarts', 'chained_linear_cosine',
-                'chained_multistep_polynomial']
+                'chained_multistep_polynomial', 'cyclic_exp_range_adam', 'onecycle_three_phase_adam']
 
 
 def _model():
@@ -223,25 +220,28 @@ def _train(opt, sched, params, steps, t0=0, metric=False):
     lrs = []
     for t in range(t0, t0 + steps):
         for i, p in enumerate(params): p.grad = p.data + np.cos(t + i + np.arange(p.data.size).reshape(p.data.shape))
-        lrs.append([(g['lr'], g['momentum']) for g in opt.param_groups])
+        lrs.append(ref.group_values(opt))
         opt.step()
         if metric: sched.step(float(sum((p.data ** 2).sum() for p in params)) + 0.3 * math.sin(t))
         else: sched.step()
     return lrs
 
 
-def _sgd(params):
-    return SGD([{'params': [params[0]], 'lr': ref.LRS[0]}, {'params': [params[1]], 'lr': ref.LRS[1]}], lr=ref.LRS[0], momentum=0.9)
+def _optimizer(kind, params):
+    "A real minima optimizer with two param groups: SGD with momentum 0.9, or Adam."
+    groups = [{'params': [params[0]], 'lr': ref.LRS[0]}, {'params': [params[1]], 'lr': ref.LRS[1]}]
+    return Adam(groups, lr=ref.LRS[0]) if kind == 'adam' else SGD(groups, lr=ref.LRS[0], momentum=0.9)
 
 
 @pytest.mark.parametrize('name', RESUME_CASES + ['plateau_min_abs_cooldown', 'king'])
 def test_resume_from_checkpoint_gives_the_same_run(name, tmp_path):
     n, k = 120, 47
     def make(params):
-        opt = _sgd(params)
+        kind, build = ref.CASES.get(name, ('sgd', None))
+        opt = _optimizer(kind, params)
         if name == 'king': return opt, M.KingLR(opt, patience=10, decay=0.8)
         if name in ref.PLATEAU_CASES: return opt, M.ReduceLROnPlateau(opt, **ref.PLATEAU_CASES[name][0])
-        return opt, _sgd_case(name)(M, opt)
+        return opt, build(M, opt)
     metric = name == 'king' or name in ref.PLATEAU_CASES
 
     params = _model()
@@ -264,7 +264,7 @@ def test_resume_from_checkpoint_gives_the_same_run(name, tmp_path):
 
     assert first + rest == full
     for p, a in zip(params, final): assert np.array_equal(p.data, a)
-    assert len({lr for step in full for lr, _ in step}) > 3, "the schedule should change the rate in this run"
+    assert len({lr for lrs, _ in full for lr in lrs}) > 3, "the schedule should change the rate in this run"
 
 
 def test_state_dict_is_plain_data_and_keeps_no_functions():
@@ -426,3 +426,23 @@ def test_pure_functions_check_their_arguments():
                    (lambda: M.cyclic_lr(3, 0.1, 1.0, mode='sine'), 'mode'), (lambda: M.one_cycle_lr(101, 0.1, 100), 'step'),
                    (lambda: M.noam_lr(0), 'step'), (lambda: M.linear_lr(1, 0.1, total_iters=0), 'total_iters')):
         with pytest.raises(ValueError, match=arg): f()
+
+
+@pytest.mark.parametrize('kind', ['sgd', 'adam'])
+def test_one_cycle_drives_real_optimizers_like_torch(kind):
+    "OneCycleLR on minima's SGD (momentum) and Adam (beta1; beta2 untouched) gives torch's lr and momentum/beta1 sequences."
+    pytest.importorskip('torch')
+    build = lambda S, o: S.OneCycleLR(o, max_lr=[0.1, 0.05], total_steps=ref.N_STEPS, three_phase=True)
+    topt = ref.torch_optimizer(kind)
+    import torch.optim.lr_scheduler as TS
+    want = ref.run(build(TS, topt), topt, opt_step=topt.step)
+    params = _model()
+    opt = _optimizer(kind, params)
+    sched = build(M, opt)
+    def opt_step():
+        for p in params: p.grad = np.ones_like(p.data)
+        opt.step()
+    got = ref.run(sched, opt, opt_step=opt_step)
+    for g, w, what in zip(got, want, ('lr', 'momentum/beta1', 'get_last_lr()')): assert_same(g, w, what)
+    assert np.ptp(got[1]) > 0.05
+    if kind == 'adam': assert all(g['betas'][1] == 0.999 for g in opt.param_groups)
