@@ -7,11 +7,11 @@ __all__ = ['is_grad_enabled', 'no_grad', 'Tensor', 'backward', 'add', 'sub', 'ne
            'reduce_sum', 'reduce_mean', 'reduce_max', 'reshape', 'transpose', 'broadcast_to', 'getitem', 'exp', 'log',
            'relu', 'tanh', 'sigmoid', 'logsumexp', 'log_softmax', 'astype', 'argmax', 'numerical_grad']
 
-# %% ../nbs/00_autograd.ipynb #279a5dc4
+# %% ../nbs/00_autograd.ipynb #20ffd131
 import contextlib
 import numpy as np
 
-# %% ../nbs/00_autograd.ipynb #977486a5
+# %% ../nbs/00_autograd.ipynb #28a6d101
 _grad_enabled = True
 
 def is_grad_enabled() -> bool:
@@ -29,7 +29,7 @@ class no_grad(contextlib.ContextDecorator):
         global _grad_enabled
         _grad_enabled = self._saved.pop()
 
-# %% ../nbs/00_autograd.ipynb #651ef54c
+# %% ../nbs/00_autograd.ipynb #670312fe
 class Tensor:
     "A numpy array with reverse-mode automatic differentiation."
     __array_ufunc__ = None  # numpy defers `ndarray op Tensor` and `np.float64 op Tensor` to us
@@ -65,10 +65,11 @@ class Tensor:
         "A new leaf sharing this tensor's data, cut off from the graph."
         return Tensor(self.data)
     def __repr__(self):
-        body = np.array2string(self.data, separator=', ', prefix='Tensor(')
-        return f"Tensor({body}, dtype={self.dtype}{', requires_grad=True' if self.requires_grad else ''})"
+        name = type(self).__name__
+        body = np.array2string(self.data, separator=', ', prefix=name + '(')
+        return f"{name}({body}, dtype={self.dtype}{', requires_grad=True' if self.requires_grad else ''})"
 
-# %% ../nbs/00_autograd.ipynb #df0a8665
+# %% ../nbs/00_autograd.ipynb #d3308001
 def _result(data, parents, backward) -> Tensor:
     "Wrap the output of an op; record `(parents, backward)` only if a gradient can flow through it."
     out = Tensor(data)
@@ -83,7 +84,7 @@ def _lift(x, like: Tensor) -> Tensor:
     if isinstance(x, np.ndarray) and x.ndim: return Tensor(x)
     return Tensor(np.asarray(x, dtype=like.dtype if like.dtype.kind == 'f' else None))
 
-# %% ../nbs/00_autograd.ipynb #0297a651
+# %% ../nbs/00_autograd.ipynb #7d229eb7
 def _sum_to(g: np.ndarray, shape: tuple) -> np.ndarray:
     "Sum `g` over the axes along which an array of `shape` was broadcast to `g.shape`."
     if g.shape == shape: return g
@@ -96,7 +97,7 @@ def _grad_for(t: Tensor, g: np.ndarray):
     if not t.requires_grad: return None
     return _sum_to(g, t.shape).astype(t.dtype, copy=False)
 
-# %% ../nbs/00_autograd.ipynb #53817c8f
+# %% ../nbs/00_autograd.ipynb #e097a7ab
 def _topo_order(root: Tensor) -> list:
     "Tensors that `root` depends on (requiring grad), each after every tensor it is an input of, reversed."
     order, seen, stack = [], set(), [(root, False)]
@@ -147,7 +148,7 @@ def backward(self: Tensor,
 
 Tensor.backward = backward
 
-# %% ../nbs/00_autograd.ipynb #93865e84
+# %% ../nbs/00_autograd.ipynb #d7958906
 def add(a: Tensor, b) -> Tensor:
     "a + b.  d/da = d/db = 1."
     b = _lift(b, a)
@@ -168,7 +169,7 @@ Tensor.__sub__ = sub
 Tensor.__rsub__ = lambda self, other: sub(_lift(other, self), self)
 Tensor.__neg__ = neg
 
-# %% ../nbs/00_autograd.ipynb #4f13b7c5
+# %% ../nbs/00_autograd.ipynb #caae4f42
 def mul(a: Tensor, b) -> Tensor:
     "a * b.  d/da = b, d/db = a."
     b = _lift(b, a)
@@ -209,7 +210,7 @@ Tensor.__rtruediv__ = lambda self, other: div(_lift(other, self), self)
 Tensor.__pow__ = power
 Tensor.__rpow__ = rpower
 
-# %% ../nbs/00_autograd.ipynb #9a304bf7
+# %% ../nbs/00_autograd.ipynb #1ba15004
 def _check_matmul(sa: tuple, sb: tuple):
     "Raise a ValueError naming both shapes unless `sa @ sb` is defined."
     if not sa or not sb:
@@ -239,7 +240,7 @@ def matmul(a: Tensor, b) -> Tensor:
 Tensor.__matmul__ = matmul
 Tensor.__rmatmul__ = lambda self, other: matmul(_lift(other, self), self)
 
-# %% ../nbs/00_autograd.ipynb #90d904e3
+# %% ../nbs/00_autograd.ipynb #e1c8830f
 def _axes(axis, ndim: int) -> tuple:
     "`axis` (None, int or tuple; numpy has validated it) as a tuple of non-negative axes."
     if axis is None: return tuple(range(ndim))
@@ -273,7 +274,7 @@ def reduce_max(a: Tensor, axis=None, keepdims=False) -> Tensor:
 
 Tensor.sum, Tensor.mean, Tensor.max = reduce_sum, reduce_mean, reduce_max
 
-# %% ../nbs/00_autograd.ipynb #7ba223f9
+# %% ../nbs/00_autograd.ipynb #538c0767
 def reshape(a: Tensor, *shape) -> Tensor:
     "`a` with a new shape (tuple or separate ints, -1 allowed).  dx = dy reshaped back."
     shape = shape[0] if len(shape) == 1 and not isinstance(shape[0], (int, np.integer)) else shape
@@ -311,7 +312,7 @@ Tensor.reshape, Tensor.transpose, Tensor.permute = reshape, transpose, transpose
 Tensor.broadcast_to, Tensor.__getitem__ = broadcast_to, getitem
 Tensor.T = property(lambda self: transpose(self))
 
-# %% ../nbs/00_autograd.ipynb #9b4c9792
+# %% ../nbs/00_autograd.ipynb #6bb22efe
 def exp(a: Tensor) -> Tensor:
     "e**a.  dx = dy * y."
     out = np.exp(a.data)
@@ -338,7 +339,7 @@ def sigmoid(a: Tensor) -> Tensor:
 
 Tensor.exp, Tensor.log, Tensor.relu, Tensor.tanh, Tensor.sigmoid = exp, log, relu, tanh, sigmoid
 
-# %% ../nbs/00_autograd.ipynb #9a8ea074
+# %% ../nbs/00_autograd.ipynb #fa19e1a5
 def logsumexp(a: Tensor, axis=None, keepdims=False) -> Tensor:
     "ln(sum(e**a)) over `axis`, stable.  dx = dy * softmax(x)."
     m = a.data.max(axis=axis, keepdims=True)
@@ -354,7 +355,7 @@ def log_softmax(a: Tensor, axis=-1) -> Tensor:
 
 Tensor.logsumexp, Tensor.log_softmax = logsumexp, log_softmax
 
-# %% ../nbs/00_autograd.ipynb #40260069
+# %% ../nbs/00_autograd.ipynb #fa7f4df3
 def astype(a: Tensor, dtype) -> Tensor:
     "`a` converted to `dtype`.  dx = dy converted back to x's dtype."
     return _result(a.data.astype(dtype), (a,), lambda g: (g.astype(a.dtype),))
@@ -365,7 +366,7 @@ def argmax(a: Tensor, axis=None) -> Tensor:
 
 Tensor.astype, Tensor.argmax = astype, argmax
 
-# %% ../nbs/00_autograd.ipynb #638f7339
+# %% ../nbs/00_autograd.ipynb #1b8bb0ab
 def numerical_grad(f, *xs: np.ndarray, h: float = 1e-6) -> list:
     "Central finite-difference gradients of the scalar `f(*tensors)` with respect to each array in `xs`."
     grads = []

@@ -6,13 +6,13 @@
 __all__ = ['Parameter', 'Module', 'Linear', 'ReLU', 'Tanh', 'Sigmoid', 'Identity', 'Flatten', 'Sequential', 'Dropout',
            'CrossEntropyLoss', 'MSELoss']
 
-# %% ../nbs/02_nn.ipynb #ce6d6fc8
+# %% ../nbs/02_nn.ipynb #d0eb431e
 import math
 import numpy as np
 from .autograd import Tensor
 from . import init
 
-# %% ../nbs/02_nn.ipynb #eee49185
+# %% ../nbs/02_nn.ipynb #b431f940
 class Parameter(Tensor):
     "A trainable leaf tensor: requires grad, collected by `Module.parameters()`."
     def __init__(self,
@@ -22,9 +22,8 @@ class Parameter(Tensor):
         if arr.dtype.kind != 'f':
             raise TypeError(f"a Parameter must be floating point, got dtype {arr.dtype}")
         super().__init__(arr if arr.flags.writeable else arr.copy(), requires_grad=True)
-    def __repr__(self): return 'Parameter' + super().__repr__()[len('Tensor'):]
 
-# %% ../nbs/02_nn.ipynb #e41d0ad3
+# %% ../nbs/02_nn.ipynb #68e90b59
 class Module:
     "Base class of layers and models: attributes that are Parameters or Modules are registered."
     training = True
@@ -91,7 +90,7 @@ class Module:
         "Set every parameter's gradient to None."
         for p in self.parameters(): p.grad = None
 
-# %% ../nbs/02_nn.ipynb #578a8f74
+# %% ../nbs/02_nn.ipynb #061fb04c
 def _state_dict(self) -> dict:
     "{name: copy of the parameter's array}, in definition order."
     return {name: p.data.copy() for name, p in self.named_parameters()}
@@ -123,7 +122,7 @@ def _repr(self) -> str:
 Module.state_dict, Module.load_state_dict = _state_dict, _load_state_dict
 Module.extra_repr, Module.__repr__ = lambda self: '', _repr
 
-# %% ../nbs/02_nn.ipynb #277cf4cc
+# %% ../nbs/02_nn.ipynb #91d91203
 class Linear(Module):
     "y = x W^T + b."
     def __init__(self,
@@ -147,7 +146,7 @@ class Linear(Module):
     def extra_repr(self):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
 
-# %% ../nbs/02_nn.ipynb #2e9bd355
+# %% ../nbs/02_nn.ipynb #22c717f2
 class ReLU(Module):
     "max(x, 0)."
     def forward(self, x): return x.relu()
@@ -183,7 +182,7 @@ class Sequential(Module):
         for layer in self: x = layer(x)
         return x
 
-# %% ../nbs/02_nn.ipynb #73e9576a
+# %% ../nbs/02_nn.ipynb #64e47886
 class Dropout(Module):
     "Zero entries with probability p in training, scale the rest by 1/(1-p); identity in eval."
     def __init__(self, p: float = 0.5, generator=None):
@@ -196,7 +195,7 @@ class Dropout(Module):
         return x * (keep / (1 - self.p)).astype(x.dtype)
     def extra_repr(self): return f"p={self.p}"
 
-# %% ../nbs/02_nn.ipynb #a13450c0
+# %% ../nbs/02_nn.ipynb #cbbf789e
 def _reduce(loss: Tensor, reduction: str) -> Tensor:
     return loss.mean() if reduction == 'mean' else loss.sum() if reduction == 'sum' else loss
 
