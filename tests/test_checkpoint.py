@@ -372,3 +372,124 @@ def test_sigkill_during_save_leaves_old_or_new_checkpoint(tmp_path):
         for f in leftovers: os.unlink(tmp_path / f)
     assert advanced >= 10 and torn >= 5, (advanced, torn)
     assert time.time() - t0 < 50
+
+
+# ---- resuming from a checkpoint file is bit-identical to the uninterrupted run ------------------------------
+
+import minima.init
+from minima.autograd import Tensor
+from minima.nn import Linear, Tanh, Sequential, MSELoss
+from minima.optim import sgd, adaptive, adam, lr_scheduler as sch
+from minima.optim.base import Optimizer
+
+OPTIMIZERS = {n: getattr(m, n) for m in (sgd, adaptive, adam) for n in m.__all__
+              if isinstance(getattr(m, n), type) and issubclass(getattr(m, n), Optimizer)}
+EXTRA = {  # option combinations beyond the defaults, by class
+    'SGD': [dict(lr=0.1, momentum=0.9), dict(lr=0.1, momentum=0.9, dampening=0.0, nesterov=True, weight_decay=1e-2),
+            dict(lr=0.1, momentum=0.5, dampening=0.3, maximize=True, clip_norm=0.5)],
+    'Adagrad': [dict(lr_decay=0.01, initial_accumulator_value=0.1, weight_decay=1e-2)],
+    'AdaGrad': [dict(lr=0.01, wd=1e-3)],
+    'RMSprop': [dict(centered=True, momentum=0.5), dict(weight_decay=0.1, decoupled_weight_decay=True)],
+    'RMSProp': [dict(rho=0.8, momentum=0.9, centered=True)],
+    'Adadelta': [dict(rho=0.5, weight_decay=1e-2)],
+    'Adam': [dict(amsgrad=True, weight_decay=0.1), dict(lr=1e-2, maximize=True, decoupled_weight_decay=True, weight_decay=0.1)],
+    'AdamW': [dict(amsgrad=True)], 'Adamax': [dict(weight_decay=1e-2)], 'NAdam': [dict(decoupled_weight_decay=True, weight_decay=0.1)],
+    'RAdam': [dict(decoupled_weight_decay=True, weight_decay=0.1, clip_norm=0.1)],
+}
+OPT_CONFIGS = [(n, {}, ()) for n in OPTIMIZERS] + [(n, {**kw, 'nonfinite': 'skip'}, (2, 8))
+                                                   for n in OPTIMIZERS for kw in [{}] + EXTRA.get(n, [])]
+
+N_STEPS, SAVE_AT = 12, 5
+rng_data = np.random.default_rng(42)
+X, Y = rng_data.standard_normal((12 * 4, 4)).astype(np.float32), rng_data.standard_normal((12 * 4, 2)).astype(np.float32)
+
+
+def new_model(seed):
+    minima.init.manual_seed(seed)
+    return Sequential(Linear(4, 8), Tanh(), Linear(8, 2))
+
+
+def train(model, opt, sched, steps, nan_at, lrs):
+    "Train for the given step numbers; a NaN is put in a gradient at the steps in `nan_at`."
+    loss_fn = MSELoss()
+    for t in steps:
+        opt.zero_grad()
+        loss = loss_fn(model(Tensor(X[4 * t:4 * t + 4])), Tensor(Y[4 * t:4 * t + 4]))
+        loss.backward()
+        if t in nan_at: next(iter(model.parameters())).grad[0, 0] = np.nan
+        opt.step()
+        if sched is not None: sched.step(loss.item()) if isinstance(sched, (sch.ReduceLROnPlateau, sch.KingLR)) else sched.step()
+        lrs.append([g['lr'] for g in opt.param_groups])
+
+
+def compare_runs(make_opt, make_sched, nan_at, tmp_path):
+    "Run N_STEPS uninterrupted, and SAVE_AT steps + save + load into fresh objects + the rest: the results are equal bit for bit."
+    model_a = new_model(0); opt_a = make_opt(model_a); sched_a = make_sched(opt_a)
+    lrs_a = []
+    train(model_a, opt_a, sched_a, range(N_STEPS), nan_at, lrs_a)
+
+    model_b = new_model(0); opt_b = make_opt(model_b); sched_b = make_sched(opt_b)
+    lrs_b = []
+    train(model_b, opt_b, sched_b, range(SAVE_AT), nan_at, lrs_b)
+    save({'model': model_b, 'optimizer': opt_b, 'scheduler': sched_b, 'step': SAVE_AT}, tmp_path / 'run.ckpt')
+    del model_b, opt_b, sched_b
+
+    model_c = new_model(1); opt_c = make_opt(model_c); sched_c = make_sched(opt_c)  # fresh objects, other weights
+    ck = load(tmp_path / 'run.ckpt')
+    model_c.load_state_dict(ck['model'])
+    opt_c.load_state_dict(ck['optimizer'])
+    if sched_c is not None: sched_c.load_state_dict(ck['scheduler'])
+    train(model_c, opt_c, sched_c, range(ck['step'], N_STEPS), nan_at, lrs_b)
+
+    for (n, p), (n2, q) in zip(model_a.named_parameters(), model_c.named_parameters()):
+        assert n == n2 and p.data.dtype == q.data.dtype and p.data.tobytes() == q.data.tobytes(), n
+    same(opt_a.state_dict(), opt_c.state_dict())
+    if sched_a is not None: same(sched_a.state_dict(), sched_c.state_dict())
+    assert lrs_a == lrs_b
+    return opt_a
+
+
+@pytest.mark.parametrize('name,kw,nan_at', OPT_CONFIGS,
+                         ids=[f'{n}-{i}' for i, (n, kw, _) in enumerate(OPT_CONFIGS)])
+def test_resume_is_bit_identical_for_every_optimizer(name, kw, nan_at, tmp_path):
+    cls = OPTIMIZERS[name]
+    opt = compare_runs(lambda m: cls(m.named_parameters(), **kw), lambda o: None, nan_at, tmp_path)
+    if nan_at: assert opt.skipped_steps == len(nan_at)
+    assert all(s['step'] == N_STEPS - len(nan_at) for s in opt.state.values())
+
+
+SCHEDULERS = {
+    'StepLR': lambda o: sch.StepLR(o, step_size=3, gamma=0.5),
+    'MultiStepLR': lambda o: sch.MultiStepLR(o, milestones=[2, 5, 7], gamma=0.5),
+    'ConstantLR': lambda o: sch.ConstantLR(o, factor=0.5, total_iters=4),
+    'LinearLR': lambda o: sch.LinearLR(o, start_factor=0.1, total_iters=7),
+    'ExponentialLR': lambda o: sch.ExponentialLR(o, gamma=0.9),
+    'PolynomialLR': lambda o: sch.PolynomialLR(o, total_iters=9, power=2.0),
+    'CosineAnnealingLR': lambda o: sch.CosineAnnealingLR(o, T_max=7, eta_min=1e-3),
+    'CosineAnnealingWarmRestarts': lambda o: sch.CosineAnnealingWarmRestarts(o, T_0=2, T_mult=2),
+    'CyclicLR': lambda o: sch.CyclicLR(o, base_lr=0.01, max_lr=0.1, step_size_up=3, mode='exp_range', gamma=0.9),
+    'OneCycleLR': lambda o: sch.OneCycleLR(o, max_lr=0.1, total_steps=N_STEPS, three_phase=True),
+    'LambdaLR': lambda o: sch.LambdaLR(o, lambda e: 1 / (1 + e)),
+    'MultiplicativeLR': lambda o: sch.MultiplicativeLR(o, lambda e: 0.9),
+    'ExponentialDecayLR': lambda o: sch.ExponentialDecayLR(o, stage_length=3, staircase=True, decay=0.5),
+    'NoamLR': lambda o: sch.NoamLR(o, model_dim=16, warmup_steps=4),
+    'SequentialLR': lambda o: sch.SequentialLR(o, [sch.LinearLR(o, start_factor=0.1, total_iters=3),
+                                                   sch.CosineAnnealingLR(o, T_max=5)], milestones=[3]),
+    'ChainedScheduler': lambda o: sch.ChainedScheduler([sch.ExponentialLR(o, gamma=0.9), sch.StepLR(o, step_size=4)]),
+    'ReduceLROnPlateau': lambda o: sch.ReduceLROnPlateau(o, factor=0.5, patience=1),
+    'KingLR': lambda o: sch.KingLR(o, patience=3, decay=0.5),
+}
+SCHED_CONFIGS = [(s, o) for s in SCHEDULERS for o in ('SGD', 'Adam')]
+
+
+def test_every_scheduler_is_covered():
+    classes = {n for n in sch.__all__ if isinstance(getattr(sch, n), type) and n not in ('LRScheduler',)}
+    assert classes == set(SCHEDULERS)
+
+
+@pytest.mark.parametrize('sname,oname', SCHED_CONFIGS, ids=[f'{s}-{o}' for s, o in SCHED_CONFIGS])
+def test_resume_is_bit_identical_for_every_scheduler(sname, oname, tmp_path):
+    make_opt = {'SGD': lambda m: sgd.SGD([{'params': list(m.parameters())[:2]}, {'params': list(m.parameters())[2:], 'lr': 0.05}],
+                                         lr=0.1, momentum=0.9, nonfinite='skip'),
+                'Adam': lambda m: adam.Adam(m.parameters(), lr=0.01, nonfinite='skip')}[oname]
+    compare_runs(make_opt, SCHEDULERS[sname], (3,), tmp_path)
