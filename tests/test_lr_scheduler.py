@@ -394,6 +394,8 @@ def test_load_state_dict_checks_keys_first():
     state = sched.state_dict()
     with pytest.raises(ValueError, match='missing keys'): sched.load_state_dict({'last_epoch': 7})
     with pytest.raises(ValueError, match='unexpected keys'): sched.load_state_dict(dict(state, color='red'))
+    with pytest.raises(ValueError, match="state_dict\\['last_epoch'\\] must be a number"): sched.load_state_dict(dict(state, last_epoch='7'))
+    with pytest.raises(ValueError, match="state_dict\\['base_lrs'\\] must be a list"): sched.load_state_dict(dict(state, base_lrs=0.1))
     with pytest.raises(ValueError, match='state_dict'): M.SequentialLR(opt, [M.LinearLR(opt), M.StepLR(opt, 2)], [3]).load_state_dict(
         {'last_epoch': 0, '_milestones': [3], '_last_lr': [0.1, 0.02], '_schedulers': [{}]})
     assert sched.state_dict() == state
