@@ -10,14 +10,14 @@ __all__ = ['step_lr', 'multistep_lr', 'constant_lr', 'linear_lr', 'polynomial_lr
            'OneCycleLR', 'LambdaLR', 'MultiplicativeLR', 'ExponentialDecayLR', 'NoamLR', 'SequentialLR',
            'ChainedScheduler', 'ReduceLROnPlateau', 'p_decreasing', 'loss_plateaued', 'KingLR']
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #0c0648e3
+# %% ../../nbs/04e_lr_scheduler.ipynb #d8d2ecac
 import math
 import copy
 import types
 from bisect import bisect_right
 import numpy as np
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #3b51f571
+# %% ../../nbs/04e_lr_scheduler.ipynb #b1cd3134
 def _is_int(x): return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
 def _is_real(x): return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, (bool, np.bool_))
 
@@ -38,7 +38,7 @@ def _check_choice(name, x, choices):
     if x not in choices: raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {x!r}")
     return x
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #d3d7eabc
+# %% ../../nbs/04e_lr_scheduler.ipynb #e99a5079
 def step_lr(step:int, # t: scheduler steps taken
             base_lr:float, # η₀: learning rate at t = 0
             step_size:int, # s: steps between two decays
@@ -56,11 +56,11 @@ def multistep_lr(step:int, # t: scheduler steps taken
                 )->float:
     "η₀·γ^(number of milestones ≤ t)."
     step = _check_int('step', step, 0)
-    ms = sorted(_check_int('milestones[i]', m, 0) for m in milestones)
+    ms = sorted(_check_int(f'milestones[{i}]', m, 0) for i, m in enumerate(milestones))
     # η_t = η₀ γ^{#{m ∈ M : m ≤ t}}
     return base_lr * gamma ** bisect_right(ms, step)
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #c4b13517
+# %% ../../nbs/04e_lr_scheduler.ipynb #47a1439e
 def constant_lr(step:int, # t: scheduler steps taken
                 base_lr:float, # η₀: learning rate from step `total_iters` on
                 factor:float=1/3, # f: fraction of η₀ used before `total_iters`, in (0, 1]
@@ -95,7 +95,7 @@ def polynomial_lr(step:int, # t: scheduler steps taken
     # η_t = η₀ (1 − min(t,T)/T)^p
     return base_lr * (1.0 - min(T, step) / T) ** power
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #d5e20ba0
+# %% ../../nbs/04e_lr_scheduler.ipynb #e9c2633e
 def exponential_lr(step:int, # t: scheduler steps taken
                    base_lr:float, # η₀
                    gamma:float, # γ: factor per step, > 0
@@ -117,7 +117,7 @@ def exponential_decay(step:int, # t: scheduler steps taken
     stage = step // L if staircase else step / L
     return initial_lr * decay ** stage
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #0be5315a
+# %% ../../nbs/04e_lr_scheduler.ipynb #f1473d06
 def cosine_annealing(step:float, # t: scheduler steps taken
                      base_lr:float, # η₀: rate at t = 0
                      T_max:int, # T_max: steps from η₀ down to η_min, >= 1
@@ -147,7 +147,7 @@ def cosine_warm_restarts(step:float, # t: scheduler steps (or fractional epochs)
     T_cur, T_i = _restart_position(step, T_0, T_mult)
     return cosine_annealing(T_cur, base_lr, T_i, eta_min)
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #4d2d01ef
+# %% ../../nbs/04e_lr_scheduler.ipynb #1ac5b842
 def _cyclic_scale(mode, gamma):
     "The amplitude scale g of `mode` and whether it is a function of the cycle or of the step."
     if mode == 'triangular': return (lambda c: 1.0), 'cycle'
@@ -179,7 +179,7 @@ def cyclic_lr(step:int, # t: scheduler steps (batches) taken
     # η_t = η_lo + (η_hi − η_lo) h g
     return base_lr + (max_lr - base_lr) * h * scale_fn(cycle if scale_mode == 'cycle' else step)
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #0016aeba
+# %% ../../nbs/04e_lr_scheduler.ipynb #87e04028
 def _anneal(start, end, pct, strategy):
     "Go from `start` (pct = 0) to `end` (pct = 1) along half a cosine or a straight line."
     # cos: b + (a − b)/2 (1 + cos πp);  linear: a + (b − a) p
@@ -240,7 +240,7 @@ def one_cycle_lr(step:int, # t: scheduler steps taken
     start = max_lr / div
     return one_cycle(step, total_steps, start, max_lr, start / final_div, pct_start, anneal_strategy, three_phase)
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #03b9a997
+# %% ../../nbs/04e_lr_scheduler.ipynb #24745c5e
 def lambda_lr(step:int, # t: scheduler steps taken
               base_lr:float, # η₀
               lr_lambda, # λ: function of t giving a multiplier of η₀
@@ -257,7 +257,7 @@ def multiplicative_lr(step:int, # t: scheduler steps taken
     for i in range(1, _check_int('step', step, 0) + 1): lr = lr * lr_lambda(i)
     return lr
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #97b287ba
+# %% ../../nbs/04e_lr_scheduler.ipynb #2540de48
 def noam_lr(step:int, # n: optimizer step number, >= 1
             model_dim:int=512, # d: width of the model
             scale_factor:float=1.0, # k: overall multiplier
@@ -269,7 +269,7 @@ def noam_lr(step:int, # n: optimizer step number, >= 1
     # η_n = k d^{-1/2} min(n^{-1/2}, n w^{-3/2})
     return scale_factor * d ** -0.5 * min(n ** -0.5, n * w ** -1.5)
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #922edb5e
+# %% ../../nbs/04e_lr_scheduler.ipynb #6555af11
 def _check_optimizer(optimizer):
     groups = getattr(optimizer, 'param_groups', None)
     if not isinstance(groups, list) or not groups or not all(isinstance(g, dict) and 'lr' in g for g in groups):
@@ -286,7 +286,7 @@ def _per_group(name, optimizer, value):
         return list(value)
     return [value] * n
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #438b670a
+# %% ../../nbs/04e_lr_scheduler.ipynb #32660356
 def _kind(x):
     "What sort of value `x` is, for checking a loaded state: 'bool', 'number', 'str', 'list' or 'dict'."
     if isinstance(x, (bool, np.bool_)): return 'bool'
@@ -326,7 +326,7 @@ class _Stateful:
         for k, v in state.items():
             if k not in skip: setattr(self, k, copy.deepcopy(v))
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #34134a91
+# %% ../../nbs/04e_lr_scheduler.ipynb #4f670d99
 class LRScheduler(_Stateful):
     "Base class: after each `step()`, `group['lr']` of every param group is the schedule's value at `last_epoch`."
     _is_initial = False
@@ -382,7 +382,7 @@ class LRScheduler(_Stateful):
 
     def _current(self): return [g['lr'] for g in self._groups()]
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #0bfa243c
+# %% ../../nbs/04e_lr_scheduler.ipynb #5c94337a
 class StepLR(LRScheduler):
     "Multiply the rate by `gamma` every `step_size` steps; closed form `step_lr`."
     def __init__(self, optimizer, step_size:int, gamma:float=0.1, last_epoch:int=-1):
@@ -401,7 +401,7 @@ class StepLR(LRScheduler):
 class MultiStepLR(LRScheduler):
     "Multiply the rate by `gamma` at every milestone; closed form `multistep_lr`."
     def __init__(self, optimizer, milestones:list, gamma:float=0.1, last_epoch:int=-1):
-        self.milestones = sorted(_check_int('milestones[i]', m, 0) for m in milestones)
+        self.milestones = sorted(_check_int(f'milestones[{i}]', m, 0) for i, m in enumerate(milestones))
         self.gamma = _check_real('gamma', gamma, 0, lo_open=True)
         super().__init__(optimizer, last_epoch)
 
@@ -413,7 +413,7 @@ class MultiStepLR(LRScheduler):
 
     def _closed_form_lr(self): return [multistep_lr(self.last_epoch, b, self.milestones, self.gamma) for b in self.base_lrs]
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #7b45148b
+# %% ../../nbs/04e_lr_scheduler.ipynb #e165701b
 class ConstantLR(LRScheduler):
     "Run the first `total_iters` steps at `factor` times the rate; closed form `constant_lr`."
     def __init__(self, optimizer, factor:float=1/3, total_iters:int=5, last_epoch:int=-1):
@@ -476,7 +476,7 @@ class PolynomialLR(LRScheduler):
 
     def _closed_form_lr(self): return [polynomial_lr(self.last_epoch, b, self.total_iters, self.power) for b in self.base_lrs]
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #2677e31a
+# %% ../../nbs/04e_lr_scheduler.ipynb #f14ae03f
 class CosineAnnealingLR(LRScheduler):
     "Anneal the rate from its base value to `eta_min` along half a cosine in `T_max` steps; closed form `cosine_annealing`."
     def __init__(self, optimizer, T_max:int, eta_min:float=0.0, last_epoch:int=-1):
@@ -497,7 +497,7 @@ class CosineAnnealingLR(LRScheduler):
 
     def _closed_form_lr(self): return [cosine_annealing(self.last_epoch, b, self.T_max, self.eta_min) for b in self.base_lrs]
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #8ab2bede
+# %% ../../nbs/04e_lr_scheduler.ipynb #eff2ef6a
 class CosineAnnealingWarmRestarts(LRScheduler):
     "Cosine annealing restarted after T₀, T₀·T_mult, ... steps; closed form `cosine_warm_restarts`."
     def __init__(self, optimizer, T_0:int, T_mult:int=1, eta_min:float=0.0, last_epoch:int=-1):
@@ -526,7 +526,7 @@ class CosineAnnealingWarmRestarts(LRScheduler):
         self.last_epoch = math.floor(epoch)
         self._set_lrs(self.get_lr())
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #af1d9eee
+# %% ../../nbs/04e_lr_scheduler.ipynb #e5234d59
 def _momentum_key(optimizer):
     "'betas' when the groups have Adam's betas, 'momentum' when they have SGD's momentum."
     for key in ('betas', 'momentum'):
@@ -538,7 +538,7 @@ def _set_momentum(group, key, m):
     if key == 'betas': group['betas'] = (m, *group['betas'][1:])
     else: group['momentum'] = m
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #065be85d
+# %% ../../nbs/04e_lr_scheduler.ipynb #105c14dd
 class CyclicLR(LRScheduler):
     "Cycle the rate between `base_lr` and `max_lr` (and momentum the other way); closed form `cyclic_lr`."
     _not_saved = ('scale_fn',)
@@ -603,7 +603,7 @@ class CyclicLR(LRScheduler):
 
 def _is_function(f): return isinstance(f, (types.FunctionType, types.BuiltinFunctionType, types.MethodType))
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #793bbe38
+# %% ../../nbs/04e_lr_scheduler.ipynb #8cbd3270
 class OneCycleLR(LRScheduler):
     "The one-cycle policy for the rate and, mirrored, the momentum (or β₁); closed form `one_cycle_lr`."
     def __init__(self, optimizer,
@@ -662,7 +662,7 @@ class OneCycleLR(LRScheduler):
                 _set_momentum(g, self.momentum_key, self._value(hi, lo, hi))
         return lrs
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #c8fba904
+# %% ../../nbs/04e_lr_scheduler.ipynb #db9d1551
 class _LambdaBase(LRScheduler):
     _not_saved = ('lr_lambdas',)
 
@@ -711,7 +711,7 @@ class MultiplicativeLR(_LambdaBase):
         # η_t = η_{t−1} λ(t)
         return [g['lr'] * f(self.last_epoch) for f, g in zip(self.lr_lambdas, self._groups())]
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #2e2491fe
+# %% ../../nbs/04e_lr_scheduler.ipynb #9122efa1
 class ExponentialDecayLR(LRScheduler):
     "numpy-ml's exponential schedule on each group's base rate; closed form `exponential_decay`."
     def __init__(self, optimizer, stage_length:int=500, staircase:bool=False, decay:float=0.1, last_epoch:int=-1):
@@ -733,7 +733,7 @@ class NoamLR(LRScheduler):
 
     def get_lr(self): return [noam_lr(self.last_epoch + 1, self.model_dim, k, self.warmup_steps) for k in self.scale_factors]
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #881c804e
+# %% ../../nbs/04e_lr_scheduler.ipynb #8a65fa9b
 class _Composite(LRScheduler):
     "State of a scheduler made of schedulers: its own counters plus the `state_dict()` of each part."
     def state_dict(self):
@@ -766,7 +766,7 @@ class SequentialLR(_Composite):
         _check_schedulers(type(self).__name__, optimizer, schedulers)
         if len(milestones) != len(schedulers) - 1:
             raise ValueError(f"milestones must have one entry fewer than schedulers ({len(schedulers) - 1}), got {len(milestones)}")
-        ms = [_check_int('milestones[i]', m, 1) for m in milestones]
+        ms = [_check_int(f'milestones[{i}]', m, 1) for i, m in enumerate(milestones)]
         if any(a >= b for a, b in zip(ms, ms[1:])): raise ValueError(f"milestones must be strictly increasing, got {ms}")
         self._schedulers, self._milestones = list(schedulers), ms
         self.last_epoch = _check_int('last_epoch', last_epoch, -1) + 1
@@ -804,7 +804,7 @@ class ChainedScheduler(_Composite):
         for s in self._schedulers: s.step()
         self._last_lr = [g['lr'] for g in self.optimizer.param_groups]
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #0080335a
+# %% ../../nbs/04e_lr_scheduler.ipynb #43b17e8e
 class ReduceLROnPlateau(_Stateful):
     "Multiply the rate by `factor` when the metric passed to `step(metrics)` stops improving."
     def __init__(self, optimizer,
@@ -857,7 +857,7 @@ class ReduceLROnPlateau(_Stateful):
             self.cooldown_counter, self.num_bad_epochs = self.cooldown, 0
         self._last_lr = [g['lr'] for g in groups]
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #803e22ff
+# %% ../../nbs/04e_lr_scheduler.ipynb #cfeeb304
 def _gaussian_cdf(x, mean, var):
     "P(X <= x) for X ~ N(mean, var)."
     return (1 + math.erf((x - mean) / math.sqrt(var + np.finfo(float).eps) / math.sqrt(2))) / 2
@@ -887,7 +887,7 @@ def loss_plateaued(losses, # the recent loss values, oldest first (at least 4)
     keep = np.flatnonzero(y <= np.quantile(y, 0.9))
     return p_decreasing(y) < p and p_decreasing(y[keep], keep) < p
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #a5fe84df
+# %% ../../nbs/04e_lr_scheduler.ipynb #1aed4cfe
 class KingLR(_Stateful):
     "Multiply the rate by `decay` whenever the last `patience + 1` losses show no decrease (King's test)."
     def __init__(self, optimizer,
