@@ -714,3 +714,9 @@ def test_buffer_needed_by_a_changed_setting_is_created_and_unneeded_ones_kept():
     ps2, opt2 = trained(steps=0)
     opt2.load_state_dict(opt.state_dict())
     np.testing.assert_array_equal(opt2.state[ps2[1]]['peak'], opt.state[ps[1]]['peak'])
+
+def test_closure_must_be_callable():
+    a, = params((2,))
+    opt = Descent([a]); a.grad = np.ones(2); x0 = a.data.copy()
+    with pytest.raises(TypeError, match='closure must be a function'): opt.step(closure=3)
+    np.testing.assert_array_equal(a.data, x0)
