@@ -415,3 +415,16 @@ def test_no_grad_decorator_reentrant():
         return 0 if n == 0 else f(n - 1)
     f(3)
     assert is_grad_enabled()
+
+
+def test_zero_dim_parameter_grad_is_ndarray():
+    "numpy returns scalars from 0-d arithmetic; .data and .grad must still be ndarrays."
+    w = Tensor(np.float32(1.5), requires_grad=True)
+    y = (w * w + 2.0 * w).exp().log()
+    assert type(y.data) is np.ndarray and y.shape == ()
+    y.backward()
+    assert type(w.grad) is np.ndarray and w.grad.shape == () and w.grad.dtype == np.float32
+    np.testing.assert_allclose(w.grad, 2 * 1.5 + 2)
+    y = w * 3
+    y.backward()
+    assert type(w.grad) is np.ndarray
