@@ -1,0 +1,85 @@
+"""After its first step, an optimizer step allocates no parameter-sized array, and the optimizer
+state holds exactly the algorithm's buffers.
+
+Allocation is measured with tracemalloc, which sees numpy's array data as well as Python objects:
+the peak traced memory during a step must stay far below the size of one parameter. This is a test
+of memory, not of time."""
+import tracemalloc
+import numpy as np
+import pytest
+import minima.optim as optim
+from minima.nn import Parameter
+
+N = 2_000_000                 # elements of the parameter under test: 8 MB in float32
+BAR = N * 4 // 8              # a step may allocate at most an eighth of one parameter
+
+# (optimizer class, settings, parameter-sized state buffers the algorithm keeps)
+CASES = [
+    ('SGD',     dict(lr=0.01),                                            0),
+    ('SGD',     dict(lr=0.01, momentum=0.9),                              1),
+    ('SGD',     dict(lr=0.01, momentum=0.9, dampening=0, nesterov=True, weight_decay=1e-4), 1),
+    ('Adagrad', dict(lr=0.01),                                            1),
+    ('RMSprop', dict(lr=0.01),                                            1),
+    ('RMSprop', dict(lr=0.01, momentum=0.9, centered=True),               3),
+    ('Adam',    dict(lr=1e-3),                                            2),
+    ('Adam',    dict(lr=1e-3, weight_decay=1e-2, maximize=True),          2),
+    ('Adam',    dict(lr=1e-3, amsgrad=True),                              3),
+    ('AdamW',   dict(lr=1e-3),                                            2),
+    ('AdamW',   dict(lr=1e-3, amsgrad=True),                              3),
+]
+IDS = [f"{name}-{'-'.join(f'{k}={v}' for k, v in kw.items())}" for name, kw, _ in CASES]
+
+def make_param(n=N, seed=0):
+    rng = np.random.default_rng(seed)
+    p = Parameter(rng.standard_normal(n, dtype=np.float32))
+    p.grad = rng.standard_normal(n, dtype=np.float32)
+    return p
+
+def peak_during(fn):
+    "Peak bytes traced by tracemalloc while `fn()` runs."
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+def test_the_measure_sees_a_parameter_sized_temporary():
+    # the textbook update `p -= lr * g` builds `lr * g` first: the measure must catch it
+    p = make_param()
+    def allocating_step(): p.data -= 0.01 * p.grad
+    assert peak_during(allocating_step) >= N * 4
+    def in_place_step(): np.multiply(p.grad, 0.01, out=p.grad); np.subtract(p.data, p.grad, out=p.data)
+    assert peak_during(in_place_step) < BAR
+
+@pytest.mark.parametrize('name,kw,n_state', CASES, ids=IDS)
+def test_step_allocates_no_parameter_sized_array(name, kw, n_state):
+    p = make_param()
+    opt = getattr(optim, name)([p], **kw)
+    opt.step()  # the first step creates the state
+    data_before = p.data
+    peak = peak_during(lambda: (opt.step(), opt.step()))
+    assert peak < BAR, f"{name}{kw}: a step allocated {peak} bytes; one parameter is {N * 4}"
+    assert p.data is data_before  # updated in place, never rebound
+
+@pytest.mark.parametrize('name,kw,n_state', CASES, ids=IDS)
+def test_state_holds_exactly_the_algorithms_buffers(name, kw, n_state):
+    params = [make_param(1000, seed=0), make_param(37, seed=1)]
+    opt = getattr(optim, name)(params, **kw)
+    opt.step(); opt.step()
+    for p in params:
+        arrays = [v for v in opt.state[p].values() if isinstance(v, np.ndarray) and v.ndim > 0]
+        assert len(arrays) == n_state, f"{name}{kw}: {sorted(opt.state[p])}"
+        assert all(a.shape == p.data.shape and a.dtype == p.data.dtype for a in arrays)
+        # no two buffers share memory, and none is the parameter or its gradient
+        for i, a in enumerate(arrays):
+            assert not np.shares_memory(a, p.data) and not np.shares_memory(a, p.grad)
+            assert not any(np.shares_memory(a, b) for b in arrays[i + 1:])
+
+def test_many_small_parameters_allocate_little():
+    # 2000 parameters of 1000 elements: a step may keep per-group scratch, never a copy of everything
+    params = [make_param(1000, seed=s) for s in range(2000)]
+    opt = optim.Adam(params, lr=1e-3)
+    opt.step()
+    peak = peak_during(opt.step)
+    assert peak < 2000 * 1000 * 4 // 8, f"a step over 2000 small parameters allocated {peak} bytes"
