@@ -720,3 +720,19 @@ def test_closure_must_be_callable():
     opt = Descent([a]); a.grad = np.ones(2); x0 = a.data.copy()
     with pytest.raises(TypeError, match='closure must be a function'): opt.step(closure=3)
     np.testing.assert_array_equal(a.data, x0)
+
+def test_hyperparameters_reach_the_update_as_python_floats():
+    seen = []
+    def probe_update(param, grad, state, *, step, lr, mu, betas, nesterov):
+        seen.append((type(lr), type(mu), tuple(map(type, betas)), type(nesterov)))
+        param -= lr * grad
+    class Probe(Velocity):
+        update = staticmethod(probe_update)
+    a, = params((2,), dtype=np.float32)
+    opt = Probe([a], lr=np.float64(0.1), mu=0)
+    assert type(opt.param_groups[0]['lr']) is float and type(opt.param_groups[0]['mu']) is float
+    opt.param_groups[0]['lr'] = np.float64(0.2)           # as a schedule might set it
+    a.grad = np.ones(2, np.float32); x0 = a.data.copy()
+    opt.step()
+    assert seen == [(float, float, (float, float), bool)]
+    np.testing.assert_array_equal(a.data, x0 - np.float32(0.2))   # float32 arithmetic, as with a Python float
