@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = []
 
-# %% ../../nbs/04_optim.ipynb #13b84ca8
+# %% ../../nbs/04_optim.ipynb #04571c1c
 from . import base, sgd, adaptive, adam, lr_scheduler
 from .base import *
 from .sgd import *
