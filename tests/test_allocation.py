@@ -1,5 +1,6 @@
-"""After its first step, an optimizer step allocates no parameter-sized array, and the optimizer
-state holds exactly the algorithm's buffers.
+"""After its first step, an optimizer step allocates no parameter-sized array, the optimizer
+state holds exactly the algorithm's buffers, and the chunked execution of a step gives the same
+bits as one call of the update function on the whole arrays.
 
 Allocation is measured with tracemalloc, which sees numpy's array data as well as Python objects:
 the peak traced memory during a step must stay far below the size of one parameter. This is a test
@@ -10,8 +11,8 @@ import pytest
 import minima.optim as optim
 from minima.nn import Parameter
 
-N = 2_000_000                 # elements of the parameter under test: 8 MB in float32
-BAR = N * 4 // 8              # a step may allocate at most an eighth of one parameter
+N = 2**23                     # elements of the parameter under test: 32 MiB in float32
+BAR = N * 4 // 4              # a step may allocate at most a quarter of one parameter
 
 # (optimizer class, settings, parameter-sized state buffers the algorithm keeps)
 CASES = [
@@ -83,3 +84,18 @@ def test_many_small_parameters_allocate_little():
     opt.step()
     peak = peak_during(opt.step)
     assert peak < 2000 * 1000 * 4 // 8, f"a step over 2000 small parameters allocated {peak} bytes"
+
+@pytest.mark.parametrize('name,kw,n_state', CASES, ids=IDS)
+def test_chunked_step_is_bit_identical_to_one_whole_array_update(name, kw, n_state):
+    # large enough for the base to split it into chunks (and between threads); not a multiple of a chunk
+    p = make_param(2**22 + 12345)
+    opt = getattr(optim, name)([p], **kw)
+    group = opt.param_groups[0]
+    hyper = {k: group[k] for k in opt.hyperparameters}
+    theta = p.data.copy()
+    state = {b: opt.init_buffer(b, theta, group) for b in opt.state_buffers(group)}
+    for t in (1, 2, 3):
+        opt.step()
+        type(opt).update(theta, p.grad, state, step=t, **hyper)
+        np.testing.assert_array_equal(p.data, theta)
+    for b in state: np.testing.assert_array_equal(opt.state[p][b], state[b])
