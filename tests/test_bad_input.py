@@ -201,8 +201,7 @@ CASES = [
     Case('clip_grad_value_ clip_value < 0', "clip_grad_value_(params, -1.0)", ValueError, ('clip_value',)),
     Case('clip_grad_norm_ norm_type < 0', "clip_grad_norm_(params, 1.0, norm_type=-1)", ValueError, ('norm_type', '(0, inf]')),
     Case('clip_grad_norm_ max_norm NaN', "clip_grad_norm_(params, float('nan'))", ValueError, ('max_norm', 'nan')),
-    Case('step closure not callable', "adam.step(closure=3)", TypeError, ('closure',),
-         gap="Optimizer.step(closure=3) raises TypeError \"'int' object is not callable\", which does not name `closure`"),
+    Case('step closure not callable', "adam.step(closure=3)", TypeError, ('closure', 'int')),
     # -- optimizer.load_state_dict --
     Case('load_state_dict: group count', "adam.load_state_dict(sd)", ValueError, ('group',),
          setup="sd = Adam([{'params': [w]}, {'params': [b]}]).state_dict()"),
