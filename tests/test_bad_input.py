@@ -182,7 +182,15 @@ CASES = [
          setup="del adam.param_groups[0]['eps']"),
     Case('edited nesterov without momentum', "sgd.step()", ValueError, ('nesterov',),
          setup="sgd.param_groups[0]['nesterov'] = True; sgd.param_groups[0]['momentum'] = 0.0"),
-    # -- gradients at step() --
+    Case('edited params: a parameter added twice', "adam.step()", ValueError, ('position 2', 'once'),
+         setup="adam.param_groups[0]['params'].append(w)"),
+    Case('edited params: not a list', "adam.step()", TypeError, ("'params'", 'list'),
+         setup="adam.param_groups[0]['params'] = (w, b)"),
+    Case('edited params: not a Parameter', "adam.step()", TypeError, ('Parameter',),
+         setup="adam.param_groups[0]['params'].append(np.zeros(3))"),
+    # -- gradients and state at step() --
+    Case('parameter reshaped after its state was created', "adam.step()", ValueError, ('exp_avg', '(2, 6)'),
+         setup="w.data = np.zeros((2, 6)); w.grad = np.zeros((2, 6))"),
     Case('grad of the wrong shape', "adam.step()", ValueError, ('shape', '(4, 3)', '(3, 4)'),
          setup="w.grad = np.zeros((4, 3))"),
     Case('grad of the wrong shape, second parameter', "adam.step()", ValueError, ('shape', '(4,)', '(3,)'),

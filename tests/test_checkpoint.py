@@ -494,3 +494,21 @@ def test_resume_is_bit_identical_for_every_scheduler(sname, oname, tmp_path):
                                          lr=0.1, momentum=0.9, nonfinite='skip'),
                 'Adam': lambda m: adam.Adam(m.parameters(), lr=0.01, nonfinite='skip')}[oname]
     compare_runs(make_opt, SCHEDULERS[sname], (3,), tmp_path)
+
+
+def test_state_dicts_neither_share_nor_keep_arrays():
+    "Editing a state dict after state_dict() or after load_state_dict() never reaches the live model or optimizer."
+    model = new_model(0); opt = adam.Adam(model.parameters(), lr=0.01)
+    train(model, opt, None, range(2), (), [])
+    msd, osd = model.state_dict(), opt.state_dict()
+    before = [p.data.copy() for p in model.parameters()], [s['exp_avg'].copy() for s in opt.state.values()]
+    for a in msd.values(): a += 1
+    for s in osd['state'].values(): s['exp_avg'] += 1
+    assert all((p.data == q).all() for p, q in zip(model.parameters(), before[0]))
+    assert all((s['exp_avg'] == q).all() for s, q in zip(opt.state.values(), before[1]))
+    model2 = new_model(1); opt2 = adam.Adam(model2.parameters(), lr=0.01)
+    model2.load_state_dict(msd); opt2.load_state_dict(osd)
+    for a in msd.values(): a += 1
+    for s in osd['state'].values(): s['exp_avg'] += 1
+    assert all((p.data == q + 1).all() for p, q in zip(model2.parameters(), before[0]))
+    assert all((s['exp_avg'] == q + 1).all() for s, q in zip(opt2.state.values(), before[1]))
