@@ -207,3 +207,18 @@ def test_chunked_parameter_matches_torch_and_the_pure_function(name):
     np.testing.assert_array_equal(p.data, whole)
     for b in buffers: np.testing.assert_array_equal(opt.state[p][b], state[b])
     if name == 'NAdam': assert opt.state[p]['mu_product'] == state['mu_product']
+
+# ---------------------------------------------------------------- where minima deliberately differs
+def test_centered_rmsprop_stays_finite_where_torch_returns_nan():
+    "A constant gradient makes v - gbar^2 a few ulps negative: torch takes its root (NaN), minima clamps it at 0."
+    torch = pytest.importorskip('torch')
+    p, tp = Parameter(np.zeros(1)), torch.nn.Parameter(torch.zeros(1, dtype=torch.float64))
+    opt, topt = RMSprop([p], lr=0.01, alpha=0.5, centered=True), torch.optim.RMSprop([tp], lr=0.01, alpha=0.5, centered=True, foreach=False)
+    torch_nan_at = None
+    for t in range(1, 101):
+        p.grad, tp.grad = np.array([0.7]), torch.tensor([0.7], dtype=torch.float64)
+        opt.step(); topt.step()
+        if torch_nan_at is None and torch.isnan(tp).any(): torch_nan_at = t
+        if torch_nan_at is None: assert rel_err(p.data, tp.detach().numpy()) <= 1e-10
+        assert np.isfinite(p.data).all()
+    assert torch_nan_at is not None

@@ -6,11 +6,11 @@
 __all__ = ['adagrad_update', 'rmsprop_update', 'adadelta_update', 'Adagrad', 'AdaGrad', 'RMSprop', 'rmsprop_rho_update',
            'RMSProp', 'Adadelta']
 
-# %% ../../nbs/04c_optim_adaptive.ipynb #f450dba4
+# %% ../../nbs/04c_optim_adaptive.ipynb #a5552301
 import numpy as np
 from .sgd import prepare_grad
 
-# %% ../../nbs/04c_optim_adaptive.ipynb #390b0003
+# %% ../../nbs/04c_optim_adaptive.ipynb #e7a83f4c
 def adagrad_update(param:np.ndarray, # parameter $\theta$, updated in place
                    grad:np.ndarray, # gradient, not written
                    state:dict, # buffer `sum`; set to `initial_accumulator_value` on the first step
@@ -43,7 +43,7 @@ def adagrad_update(param:np.ndarray, # parameter $\theta$, updated in place
     d *= clr
     param -= d
 
-# %% ../../nbs/04c_optim_adaptive.ipynb #bf9a01e0
+# %% ../../nbs/04c_optim_adaptive.ipynb #af5abbf0
 def rmsprop_update(param:np.ndarray, # parameter $\theta$, updated in place
                    grad:np.ndarray, # gradient, not written
                    state:dict, # buffers `square_avg`, plus `grad_avg` if centered, `momentum_buffer` if momentum > 0
@@ -71,8 +71,8 @@ def rmsprop_update(param:np.ndarray, # parameter $\theta$, updated in place
         gbar = state['grad_avg']
         # ḡ ← α ḡ + (1 − α) g,  written ḡ ← ḡ + (1 − α)(g − ḡ)
         np.subtract(g, gbar, out=d); d *= 1 - alpha; gbar += d
-        # ṽ = v − ḡ²
-        np.multiply(gbar, gbar, out=d); np.subtract(v, d, out=d)
+        # ṽ = max(v − ḡ², 0)
+        np.multiply(gbar, gbar, out=d); np.subtract(v, d, out=d); np.maximum(d, 0, out=d)
     else: np.copyto(d, v)
     # d = √(ṽ + ε)  or  √ṽ + ε
     if eps_inside_sqrt: d += eps; np.sqrt(d, out=d)
@@ -88,7 +88,7 @@ def rmsprop_update(param:np.ndarray, # parameter $\theta$, updated in place
     # θ ← θ − γ b  or  θ − γ g / d
     param -= d
 
-# %% ../../nbs/04c_optim_adaptive.ipynb #718ea10e
+# %% ../../nbs/04c_optim_adaptive.ipynb #b28898a8
 def adadelta_update(param:np.ndarray, # parameter $\theta$, updated in place
                     grad:np.ndarray, # gradient, not written
                     state:dict, # buffers `square_avg` and `acc_delta`
@@ -115,14 +115,14 @@ def adadelta_update(param:np.ndarray, # parameter $\theta$, updated in place
     delta *= lr
     param -= delta
 
-# %% ../../nbs/04c_optim_adaptive.ipynb #8ff72310
+# %% ../../nbs/04c_optim_adaptive.ipynb #4e3cdc48
 from .base import Optimizer, Real, Flag
 from .sgd import resolve_wd
 
 _common = dict(lr=Real('[0, inf)'), eps=Real('[0, inf)'), weight_decay=Real('[0, inf)'),
                maximize=Flag(), decoupled_weight_decay=Flag())
 
-# %% ../../nbs/04c_optim_adaptive.ipynb #19f668f8
+# %% ../../nbs/04c_optim_adaptive.ipynb #cafc87f0
 class Adagrad(Optimizer):
     "AdaGrad with PyTorch's defaults: per-coordinate steps $\\gamma_t g/(\\sqrt{s}+\\epsilon)$, $s$ the sum of squared gradients."
     update = staticmethod(adagrad_update)
@@ -170,7 +170,7 @@ class AdaGrad(Adagrad):
                          eps_inside_sqrt=eps_inside_sqrt, maximize=maximize,
                          decoupled_weight_decay=decoupled_weight_decay, nonfinite=nonfinite, clip_norm=clip_norm)
 
-# %% ../../nbs/04c_optim_adaptive.ipynb #3359a20f
+# %% ../../nbs/04c_optim_adaptive.ipynb #15d3eb41
 class RMSprop(Optimizer):
     "RMSProp with PyTorch's defaults and options (centered, momentum): steps $\\gamma g/(\\sqrt{v}+\\epsilon)$."
     update = staticmethod(rmsprop_update)
@@ -198,7 +198,7 @@ class RMSprop(Optimizer):
                                       decoupled_weight_decay=decoupled_weight_decay),
                          nonfinite=nonfinite, clip_norm=clip_norm)
 
-# %% ../../nbs/04c_optim_adaptive.ipynb #8ce39e7e
+# %% ../../nbs/04c_optim_adaptive.ipynb #46a53712
 def rmsprop_rho_update(param, grad, state, *, rho, **hyperparameters):
     "`rmsprop_update` with the decay named `rho`, as in the original minima `RMSProp`."
     rmsprop_update(param, grad, state, alpha=rho, **hyperparameters)
@@ -229,7 +229,7 @@ class RMSProp(RMSprop):
                                               decoupled_weight_decay=decoupled_weight_decay),
                            nonfinite=nonfinite, clip_norm=clip_norm)
 
-# %% ../../nbs/04c_optim_adaptive.ipynb #905b04c9
+# %% ../../nbs/04c_optim_adaptive.ipynb #a0eebff2
 class Adadelta(Optimizer):
     "Adadelta: steps $\\gamma\\sqrt{u+\\epsilon}/\\sqrt{v+\\epsilon}\\,g$ from moving averages of squared gradients and squared steps."
     update = staticmethod(adadelta_update)
