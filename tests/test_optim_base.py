@@ -736,3 +736,46 @@ def test_hyperparameters_reach_the_update_as_python_floats():
     opt.step()
     assert seen == [(float, float, (float, float), bool)]
     np.testing.assert_array_equal(a.data, x0 - np.float32(0.2))   # float32 arithmetic, as with a Python float
+
+
+# ---------------------------------------------------------------- property: resume from a state_dict is exact
+from hypothesis import given, settings, strategies as st
+
+@settings(deadline=None, max_examples=25)
+@given(st.lists(st.sampled_from([(1,), (3,), (2, 3), (base.CHUNK_SIZE + 3,)]), min_size=1, max_size=5),
+       st.sampled_from([np.float32, np.float64]), st.integers(0, 4), st.integers(1, 4), st.data())
+def test_resume_from_state_dict_is_bit_identical(shapes, dtype, before, after, data):
+    "Random groups, settings and missing gradients: save, load into fresh parameters, continue = uninterrupted."
+    group_of = [data.draw(st.integers(0, 2)) for _ in shapes]
+    settings_of = {k: dict(lr=data.draw(st.sampled_from([0.01, 0.5])), nesterov=data.draw(st.booleans()))
+                   for k in set(group_of)}
+    has_grad = [[data.draw(st.booleans()) for _ in shapes] for _ in range(before + after)]
+    seed = data.draw(st.integers(0, 2**16))
+    def build():
+        ps = params(*shapes, dtype=dtype, seed=seed)
+        groups = [{'params': [(f'p{i}', p) for i, (p, k) in enumerate(zip(ps, group_of)) if k == g], **settings_of[g]}
+                  for g in sorted(settings_of)]
+        return ps, Velocity(groups, nonfinite='skip')
+    def run(ps, opt, steps):
+        rng = np.random.default_rng(seed + 1)
+        for t in range(before + after):
+            grads = [rng.standard_normal(p.shape).astype(dtype) for p in ps]
+            if t in steps:
+                for p, g, h in zip(ps, grads, has_grad[t]): p.grad = g if h else None
+                opt.step()
+    ps, opt = build()
+    run(ps, opt, range(before + after))
+    ps1, opt1 = build()
+    run(ps1, opt1, range(before))
+    sd = opt1.state_dict()
+    ps2, opt2 = build()
+    for p, q in zip(ps1, ps2): q.data[...] = p.data
+    opt2.load_state_dict(sd)
+    run(ps2, opt2, range(before, before + after))
+    for p, q in zip(ps, ps2):
+        assert p.data.tobytes() == q.data.tobytes()
+        assert (p in opt.state) == (q in opt2.state)
+        if p in opt.state:
+            assert opt.state[p].keys() == opt2.state[q].keys()
+            for k, v in opt.state[p].items():
+                assert (v.tobytes() == opt2.state[q][k].tobytes()) if isinstance(v, np.ndarray) else v == opt2.state[q][k]
