@@ -243,6 +243,23 @@ CASES = [
     Case('OneCycleLR past total_steps', "s.step()", ValueError, ('total_steps', '3'),
          setup="s = OneCycleLR(adam, max_lr=0.1, total_steps=3); [s.step() for _ in range(3)]"),
     Case('ReduceLROnPlateau unknown mode', "ReduceLROnPlateau(sgd, mode='avg')", ValueError, ('mode', "'avg'")),
+    Case('LambdaLR: lr_lambda not callable', "LambdaLR(sgd, 3)", ValueError, ('lr_lambda', 'int')),
+    Case('LambdaLR: lr_lambda returns a string', "LambdaLR(adam, lambda e: 'x')", TypeError, ('lr_lambda',),
+         gap="LambdaLR(adam, lambda e: 'x') raises TypeError \"can't multiply sequence by non-int of type 'float'\", "
+             "which does not name lr_lambda, and leaves 'initial_lr' added to adam.param_groups[0]"),
+    Case('LambdaLR: lr_lambda raises', "LambdaLR(adam, lambda e: 1 / 0)", ZeroDivisionError, (),
+         gap="a scheduler whose first rate computation raises leaves 'initial_lr' added to the optimizer's param groups "
+             "(LRScheduler.__init__ sets it before the initial step)"),
+    Case('ReduceLROnPlateau.step of a string', "s.step('abc')", (TypeError, ValueError), ('metrics', "'abc'"),
+         setup="s = ReduceLROnPlateau(sgd)",
+         gap="ReduceLROnPlateau.step('abc') raises ValueError \"could not convert string to float: 'abc'\", which does not name metrics"),
+    Case('ReduceLROnPlateau.step of None', "s.step(None)", TypeError, ('metrics', 'None'), setup="s = ReduceLROnPlateau(sgd)",
+         gap="ReduceLROnPlateau.step(None) raises TypeError \"float() argument must be a string or a real number, not 'NoneType'\", "
+             "which does not name metrics"),
+    Case('CosineAnnealingWarmRestarts.step to a negative epoch', "s.step(-1)", ValueError, ('epoch', '-1'),
+         setup="s = CosineAnnealingWarmRestarts(sgd, T_0=3)"),
+    Case('scheduler step after the optimizer gained a group', "s1.step()", ValueError, ('2 param groups', 'built for 1'),
+         setup="s1 = StepLR(adam, step_size=2); adam.add_param_group({'params': [p32]})"),
     Case('scheduler on a non-optimizer', "StepLR([w, b], step_size=2)", TypeError, ('optimizer', 'param_groups')),
     Case('scheduler load_state_dict of another kind', "sched.load_state_dict(sd)", ValueError, ('step_size', 'T_max'),
          setup="sd = CosineAnnealingLR(adam, T_max=5).state_dict()"),
@@ -362,4 +379,19 @@ def test_every_optimizer_steps_atomically(cls, fault, tmp_path):
     exec(setup, ns)
     before = snapshot(ns)
     with pytest.raises(error): ns['opt'].step()
+    same(before, snapshot(ns))
+
+
+@pytest.mark.parametrize('bad_value', [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize('cls', OPTIMIZERS, ids=lambda c: c.__name__)
+def test_every_optimizer_skips_a_non_finite_step_completely(cls, bad_value, tmp_path):
+    "nonfinite='skip': a NaN or inf in the last parameter's gradient skips the whole step; only the counter moves."
+    w, b = two_params()
+    ns = {'d': str(tmp_path), 'w': w, 'b': b, 'opt': cls([w, b], nonfinite='skip')}
+    ns['opt'].step(); ns['opt'].step()
+    b.grad[1] = bad_value
+    before = snapshot(ns)
+    ns['opt'].step()
+    assert ns['opt'].skipped_steps == 1
+    ns['opt'].skipped_steps = 0
     same(before, snapshot(ns))
