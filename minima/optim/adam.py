@@ -6,11 +6,11 @@
 __all__ = ['adam_update', 'adamax_update', 'nadam_momentum', 'nadam_update', 'radam_update', 'resolve_betas', 'Adam', 'AdamW',
            'Adamax', 'NAdam', 'RAdam']
 
-# %% ../../nbs/04d_optim_adam.ipynb #9a4426e0
+# %% ../../nbs/04d_optim_adam.ipynb #db9503ca
 import numpy as np
 from .sgd import prepare_grad
 
-# %% ../../nbs/04d_optim_adam.ipynb #6a7b93b4
+# %% ../../nbs/04d_optim_adam.ipynb #719cfd99
 def _ema(avg, x, weight, scratch):
     "avg ← avg + weight·(x − avg), the moving average (1 − weight)·avg + weight·x, in place."
     np.subtract(x, avg, out=scratch); scratch *= weight; avg += scratch
@@ -19,7 +19,7 @@ def _ema_sq(avg, x, weight, scratch):
     "avg ← (1 − weight)·avg + weight·x², in place."
     np.multiply(x, x, out=scratch); scratch *= weight; avg *= 1 - weight; avg += scratch
 
-# %% ../../nbs/04d_optim_adam.ipynb #fe1a79e4
+# %% ../../nbs/04d_optim_adam.ipynb #3ca9cafd
 def adam_update(param:np.ndarray, # parameter $\theta$, updated in place
                 grad:np.ndarray, # gradient, not written
                 state:dict, # buffers `exp_avg`, `exp_avg_sq` (and `max_exp_avg_sq` with AMSGrad), zeros before step 1
@@ -51,7 +51,7 @@ def adam_update(param:np.ndarray, # parameter $\theta$, updated in place
     np.divide(m, d, out=d); d *= lr / (1 - b1 ** step)
     param -= d
 
-# %% ../../nbs/04d_optim_adam.ipynb #a2849106
+# %% ../../nbs/04d_optim_adam.ipynb #84b3e9a5
 def adamax_update(param:np.ndarray, # parameter $\theta$, updated in place
                   grad:np.ndarray, # gradient, not written
                   state:dict, # buffers `exp_avg`, `exp_inf`
@@ -77,7 +77,7 @@ def adamax_update(param:np.ndarray, # parameter $\theta$, updated in place
     np.divide(m, u, out=d); d *= lr / (1 - b1 ** step)
     param -= d
 
-# %% ../../nbs/04d_optim_adam.ipynb #74353e6d
+# %% ../../nbs/04d_optim_adam.ipynb #c344ff1f
 def nadam_momentum(step:int, # step $t$
                    beta1:float, # $\beta_1$
                    momentum_decay:float, # $\psi$
@@ -116,11 +116,11 @@ def nadam_update(param:np.ndarray, # parameter $\theta$, updated in place
     # d = √(v / (1 − β₂ᵗ)) + ε
     np.divide(v, 1 - b2 ** step, out=d); np.sqrt(d, out=d); d += eps
     # θ ← θ − γ (1 − μ_t) / (1 − Π_t) · g / d
-    e = np.divide(g, d); e *= lr * (1 - mu) / (1 - mu_product); param -= e
+    e = np.divide(g, d, out=np.empty_like(param)); e *= lr * (1 - mu) / (1 - mu_product); param -= e
     # θ ← θ − γ μ_{t+1} / (1 − Π_t μ_{t+1}) · m / d
     np.divide(m, d, out=e); e *= lr * mu_next / (1 - mu_product * mu_next); param -= e
 
-# %% ../../nbs/04d_optim_adam.ipynb #b8b8306a
+# %% ../../nbs/04d_optim_adam.ipynb #7fb10c67
 def radam_update(param:np.ndarray, # parameter $\theta$, updated in place
                  grad:np.ndarray, # gradient, not written
                  state:dict, # buffers `exp_avg`, `exp_avg_sq`
@@ -146,7 +146,7 @@ def radam_update(param:np.ndarray, # parameter $\theta$, updated in place
     rho_inf = 2 / (1 - b2) - 1
     rho_t = rho_inf - 2 * step * b2 ** step / bc2
     # e = γ m̂
-    e = np.divide(m, bc1); e *= lr
+    e = np.divide(m, bc1, out=np.empty_like(param)); e *= lr
     if rho_t > 5:
         # r_t = √((ρ_t − 4)(ρ_t − 2) ρ_∞ / ((ρ_∞ − 4)(ρ_∞ − 2) ρ_t))
         r = ((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)) ** 0.5
@@ -156,7 +156,7 @@ def radam_update(param:np.ndarray, # parameter $\theta$, updated in place
     # θ ← θ − e
     param -= e
 
-# %% ../../nbs/04d_optim_adam.ipynb #1484672d
+# %% ../../nbs/04d_optim_adam.ipynb #963164d3
 from .base import Optimizer, Real, Flag, Pair
 
 _adam_common = dict(lr=Real('[0, inf)'), betas=Pair(Real('[0, 1)')), eps=Real('[0, inf)'),
@@ -174,7 +174,7 @@ def resolve_betas(owner:str, # class name, for messages
     b1, b2 = betas
     return (b1 if beta1 is None else beta1, b2 if beta2 is None else beta2)
 
-# %% ../../nbs/04d_optim_adam.ipynb #4efd8914
+# %% ../../nbs/04d_optim_adam.ipynb #c9a7b2f7
 class Adam(Optimizer):
     "Adam, with AMSGrad and L2 or decoupled weight decay; bias correction by the step count."
     update = staticmethod(adam_update)
@@ -219,7 +219,7 @@ class AdamW(Adam):
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad, beta1=beta1, beta2=beta2, maximize=maximize,
                          decoupled_weight_decay=True, nonfinite=nonfinite, clip_norm=clip_norm)
 
-# %% ../../nbs/04d_optim_adam.ipynb #4882cdb1
+# %% ../../nbs/04d_optim_adam.ipynb #65f46f2d
 class Adamax(Optimizer):
     "Adamax: Adam with the decayed maximum of $|g|$ in place of the root mean square."
     update = staticmethod(adamax_update)

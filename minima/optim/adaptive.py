@@ -6,11 +6,11 @@
 __all__ = ['adagrad_update', 'rmsprop_update', 'adadelta_update', 'Adagrad', 'AdaGrad', 'RMSprop', 'rmsprop_rho_update',
            'RMSProp', 'Adadelta']
 
-# %% ../../nbs/04c_optim_adaptive.ipynb #a5552301
+# %% ../../nbs/04c_optim_adaptive.ipynb #a0d31a3e
 import numpy as np
 from .sgd import prepare_grad
 
-# %% ../../nbs/04c_optim_adaptive.ipynb #e7a83f4c
+# %% ../../nbs/04c_optim_adaptive.ipynb #61b88092
 def adagrad_update(param:np.ndarray, # parameter $\theta$, updated in place
                    grad:np.ndarray, # gradient, not written
                    state:dict, # buffer `sum`; set to `initial_accumulator_value` on the first step
@@ -33,7 +33,7 @@ def adagrad_update(param:np.ndarray, # parameter $\theta$, updated in place
     # γ_t = γ / (1 + (t − 1) δ)
     clr = lr / (1 + (step - 1) * lr_decay)
     # s ← s + g²
-    d = np.multiply(g, g)
+    d = np.multiply(g, g, out=np.empty_like(param))
     s += d
     # d = √(s + ε)  or  √s + ε
     if eps_inside_sqrt: np.sqrt(np.add(s, eps, out=d), out=d)
@@ -43,7 +43,7 @@ def adagrad_update(param:np.ndarray, # parameter $\theta$, updated in place
     d *= clr
     param -= d
 
-# %% ../../nbs/04c_optim_adaptive.ipynb #af5abbf0
+# %% ../../nbs/04c_optim_adaptive.ipynb #87cfa803
 def rmsprop_update(param:np.ndarray, # parameter $\theta$, updated in place
                    grad:np.ndarray, # gradient, not written
                    state:dict, # buffers `square_avg`, plus `grad_avg` if centered, `momentum_buffer` if momentum > 0
@@ -63,7 +63,7 @@ def rmsprop_update(param:np.ndarray, # parameter $\theta$, updated in place
     g = prepare_grad(param, grad, lr, weight_decay, maximize, decoupled_weight_decay)
     v = state['square_avg']
     # v ← α v + (1 − α) g²
-    d = np.multiply(g, g)
+    d = np.multiply(g, g, out=np.empty_like(param))
     d *= 1 - alpha
     v *= alpha
     v += d
@@ -88,7 +88,7 @@ def rmsprop_update(param:np.ndarray, # parameter $\theta$, updated in place
     # θ ← θ − γ b  or  θ − γ g / d
     param -= d
 
-# %% ../../nbs/04c_optim_adaptive.ipynb #b28898a8
+# %% ../../nbs/04c_optim_adaptive.ipynb #445ed518
 def adadelta_update(param:np.ndarray, # parameter $\theta$, updated in place
                     grad:np.ndarray, # gradient, not written
                     state:dict, # buffers `square_avg` and `acc_delta`
@@ -105,24 +105,24 @@ def adadelta_update(param:np.ndarray, # parameter $\theta$, updated in place
     g = prepare_grad(param, grad, lr, weight_decay, maximize, decoupled_weight_decay)
     v, u = state['square_avg'], state['acc_delta']
     # v ← ρ v + (1 − ρ) g²
-    d = np.multiply(g, g); d *= 1 - rho; v *= rho; v += d
+    d = np.multiply(g, g, out=np.empty_like(param)); d *= 1 - rho; v *= rho; v += d
     # Δ = √(u + ε) / √(v + ε) · g
     np.sqrt(np.add(v, eps, out=d), out=d)
-    delta = np.add(u, eps); np.sqrt(delta, out=delta); delta /= d; delta *= g
+    delta = np.add(u, eps, out=np.empty_like(param)); np.sqrt(delta, out=delta); delta /= d; delta *= g
     # u ← ρ u + (1 − ρ) Δ²
     np.multiply(delta, delta, out=d); d *= 1 - rho; u *= rho; u += d
     # θ ← θ − γ Δ
     delta *= lr
     param -= delta
 
-# %% ../../nbs/04c_optim_adaptive.ipynb #4e3cdc48
+# %% ../../nbs/04c_optim_adaptive.ipynb #e443f806
 from .base import Optimizer, Real, Flag
 from .sgd import resolve_wd
 
 _common = dict(lr=Real('[0, inf)'), eps=Real('[0, inf)'), weight_decay=Real('[0, inf)'),
                maximize=Flag(), decoupled_weight_decay=Flag())
 
-# %% ../../nbs/04c_optim_adaptive.ipynb #cafc87f0
+# %% ../../nbs/04c_optim_adaptive.ipynb #b8bf199d
 class Adagrad(Optimizer):
     "AdaGrad with PyTorch's defaults: per-coordinate steps $\\gamma_t g/(\\sqrt{s}+\\epsilon)$, $s$ the sum of squared gradients."
     update = staticmethod(adagrad_update)
@@ -170,7 +170,7 @@ class AdaGrad(Adagrad):
                          eps_inside_sqrt=eps_inside_sqrt, maximize=maximize,
                          decoupled_weight_decay=decoupled_weight_decay, nonfinite=nonfinite, clip_norm=clip_norm)
 
-# %% ../../nbs/04c_optim_adaptive.ipynb #15d3eb41
+# %% ../../nbs/04c_optim_adaptive.ipynb #99591ddc
 class RMSprop(Optimizer):
     "RMSProp with PyTorch's defaults and options (centered, momentum): steps $\\gamma g/(\\sqrt{v}+\\epsilon)$."
     update = staticmethod(rmsprop_update)
@@ -198,7 +198,7 @@ class RMSprop(Optimizer):
                                       decoupled_weight_decay=decoupled_weight_decay),
                          nonfinite=nonfinite, clip_norm=clip_norm)
 
-# %% ../../nbs/04c_optim_adaptive.ipynb #46a53712
+# %% ../../nbs/04c_optim_adaptive.ipynb #6b262177
 def rmsprop_rho_update(param, grad, state, *, rho, **hyperparameters):
     "`rmsprop_update` with the decay named `rho`, as in the original minima `RMSProp`."
     rmsprop_update(param, grad, state, alpha=rho, **hyperparameters)
@@ -229,7 +229,7 @@ class RMSProp(RMSprop):
                                               decoupled_weight_decay=decoupled_weight_decay),
                            nonfinite=nonfinite, clip_norm=clip_norm)
 
-# %% ../../nbs/04c_optim_adaptive.ipynb #a0eebff2
+# %% ../../nbs/04c_optim_adaptive.ipynb #1e1c7973
 class Adadelta(Optimizer):
     "Adadelta: steps $\\gamma\\sqrt{u+\\epsilon}/\\sqrt{v+\\epsilon}\\,g$ from moving averages of squared gradients and squared steps."
     update = staticmethod(adadelta_update)
