@@ -5,11 +5,11 @@
 # %% auto #0
 __all__ = ['FORMAT', 'VERSION', 'META', 'CheckpointError', 'save', 'load']
 
-# %% ../nbs/05_checkpoint.ipynb #7312227b
+# %% ../nbs/05_checkpoint.ipynb #de96039c
 import json, os, re, tempfile, zipfile
 import numpy as np
 
-# %% ../nbs/05_checkpoint.ipynb #842ebb51
+# %% ../nbs/05_checkpoint.ipynb #d8513944
 FORMAT = 'minima.checkpoint'
 VERSION = 1
 META = '__minima__.json'  # name of the JSON member inside the archive
@@ -18,7 +18,7 @@ _KINDS = 'biufc'  # dtype kinds a checkpoint may hold: bool, int, uint, float, c
 class CheckpointError(ValueError):
     "A file that is not a valid minima checkpoint: unreadable, truncated, altered or crafted."
 
-# %% ../nbs/05_checkpoint.ipynb #51b2d1cc
+# %% ../nbs/05_checkpoint.ipynb #1d620d05
 def _encode_array(x, arrays, where):
     "Register array (or numpy scalar) `x` under a new key; return its node."
     a = np.asarray(x)
@@ -29,7 +29,7 @@ def _encode_array(x, arrays, where):
     arrays[key] = a
     return {'t': 'scalar' if isinstance(x, np.generic) else 'array', 'key': key}
 
-# %% ../nbs/05_checkpoint.ipynb #2fe65e5e
+# %% ../nbs/05_checkpoint.ipynb #e7117810
 _ATOMS = {type(None): 'none', bool: 'bool', int: 'int', float: 'float', str: 'str'}
 
 def _encode(x, arrays, where='obj', seen=None):
@@ -39,7 +39,10 @@ def _encode(x, arrays, where='obj', seen=None):
     if t == 'none': return {'t': t}
     if t == 'float': return {'t': t, 'v': x.hex()}
     if t is not None: return {'t': t, 'v': x}
-    if isinstance(x, (np.ndarray, np.generic)): return _encode_array(x, arrays, where)
+    if type(x) in (np.ndarray, np.memmap) or isinstance(x, np.generic): return _encode_array(x, arrays, where)
+    if isinstance(x, np.ndarray):
+        raise TypeError(f"{where}: cannot save a {type(x).__name__}, an array subclass whose extra content (a mask, a "
+                        f"matrix type) would be lost; save np.asarray(x) and that content separately")
     if type(x) in (list, tuple, dict):
         if id(x) in seen: raise ValueError(f"{where}: contains itself; a checkpoint cannot hold a cycle")
         seen.add(id(x))
@@ -59,7 +62,7 @@ def _check_key(k, where):
         raise TypeError(f"{where}: dict key {k!r} of type {type(k).__name__} is not allowed; keys must be str or int")
     return k
 
-# %% ../nbs/05_checkpoint.ipynb #0a6b8fbf
+# %% ../nbs/05_checkpoint.ipynb #2b973ee9
 def _fail(where, msg): raise CheckpointError(f"invalid checkpoint: {where}: {msg}")
 
 _FIELDS = {'none': {'t'}, 'bool': {'t', 'v'}, 'int': {'t', 'v'}, 'float': {'t', 'v'}, 'str': {'t', 'v'},
@@ -104,7 +107,7 @@ def _decode(node, arrays, used, where='tree'):
         d[kv[0]] = _decode(kv[1], arrays, used, f'{where}[{kv[0]!r}]')
     return d
 
-# %% ../nbs/05_checkpoint.ipynb #66964079
+# %% ../nbs/05_checkpoint.ipynb #c3463b39
 _EPOCH = (1980, 1, 1, 0, 0, 0)  # fixed member timestamp: same state, same bytes
 
 def _write_archive(f, meta, arrays):
@@ -115,7 +118,7 @@ def _write_archive(f, meta, arrays):
             with z.open(zipfile.ZipInfo(k + '.npy', _EPOCH), 'w', force_zip64=True) as m:
                 np.lib.format.write_array(m, a, allow_pickle=False)
 
-# %% ../nbs/05_checkpoint.ipynb #f04302ee
+# %% ../nbs/05_checkpoint.ipynb #c2611579
 def _fsync_dir(d):
     "Force directory `d`'s entries (a rename) to disk, where the platform allows it."
     try: fd = os.open(d, os.O_RDONLY)
@@ -147,7 +150,7 @@ def _atomic_write(path, write):
         raise
     _fsync_dir(d)
 
-# %% ../nbs/05_checkpoint.ipynb #e902bd35
+# %% ../nbs/05_checkpoint.ipynb #b6af2fb7
 def save(obj, # nested state: dicts, lists, tuples, numpy arrays and scalars, int, float, bool, str, None, or objects with `state_dict()`
          path, # file to write (conventionally `.ckpt` or `.npz`); replaced atomically if it exists
         ):
@@ -159,7 +162,7 @@ def save(obj, # nested state: dicts, lists, tuples, numpy arrays and scalars, in
             'arrays': {k: {'dtype': a.dtype.str, 'shape': list(a.shape)} for k, a in arrays.items()}}
     _atomic_write(path, lambda f: _write_archive(f, meta, arrays))
 
-# %% ../nbs/05_checkpoint.ipynb #d4a723b5
+# %% ../nbs/05_checkpoint.ipynb #ae78a7dc
 _DTYPE = re.compile(r'[<>|][biufc][0-9]{1,2}')
 _KEY = re.compile(r'a[0-9]{1,9}')
 
@@ -185,7 +188,7 @@ def _check_meta(meta):
         decl[k] = (dt, tuple(s))
     return decl
 
-# %% ../nbs/05_checkpoint.ipynb #991beff4
+# %% ../nbs/05_checkpoint.ipynb #2af0bbc8
 def _read_header(z, name):
     "(shape, dtype) from the header of `.npy` member `name`, without reading its data."
     with z.open(name) as m:
@@ -209,7 +212,7 @@ def _read_arrays(f, decl):
             arrays[k] = a
     return arrays
 
-# %% ../nbs/05_checkpoint.ipynb #7d8fa372
+# %% ../nbs/05_checkpoint.ipynb #54cbd01a
 def load(path, # checkpoint written by `save`
         ):
     "Load a checkpoint written by `save`; refuses (with `CheckpointError`) anything else, running no code from the file."

@@ -50,6 +50,12 @@ def test_round_trip_is_exact(tmp_path):
     same(STATE, load(tmp_path / 'a.ckpt'))
 
 
+def test_memmap_is_saved_as_an_array(tmp_path):
+    m = np.memmap(tmp_path / 'm.dat', dtype=np.float32, mode='w+', shape=(3,)); m[:] = [1, 2, 3]
+    save({'m': m}, tmp_path / 'c')
+    same({'m': np.array([1, 2, 3], np.float32)}, load(tmp_path / 'c'))
+
+
 def test_round_trip_accepts_str_and_pathlike(tmp_path):
     save([1, np.ones(2)], str(tmp_path / 'a.npz'))
     same([1, np.ones(2)], load(str(tmp_path / 'a.npz')))
@@ -120,6 +126,8 @@ UNSAVEABLE = {
     'None key': ({None: 1}, TypeError, 'dict key None'),
     'cycle': (cyc, ValueError, 'obj[0]: contains itself'),
     'dict subclass': (__import__('collections').OrderedDict(a=1), TypeError, 'type OrderedDict'),
+    'masked array': ({'m': np.ma.masked_array([1.0, 2.0], mask=[0, 1])}, TypeError, "obj['m']: cannot save a MaskedArray"),
+    'a Parameter itself': ({'w': __import__('minima').nn.Parameter(np.zeros(2))}, TypeError, 'type Parameter'),
 }
 
 
