@@ -9,13 +9,13 @@ __all__ = ['ALGORITHMS', 'TORCH_VARIANTS', 'QUICK', 'Algorithm', 'copy_bandwidth
            'targets_table', 'sweep', 'plot_sweep', 'mnist_shaped', 'minima_epoch', 'torch_epoch', 'e2e_epoch',
            'e2e_table', 'machine_info', 'report_markdown', 'parse_args', 'main']
 
-# %% ../nbs/06_bench.ipynb #2fead862
+# %% ../nbs/06_bench.ipynb #c909e5c2
 import argparse, gc, json, math, os, platform, shlex, statistics, sys, time
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 import numpy as np
 
-# %% ../nbs/06_bench.ipynb #22e947f7
+# %% ../nbs/06_bench.ipynb #ae5fde48
 @dataclass
 class Algorithm:
     "An optimizer as the benchmark sees it: its class in each library, its settings and its state size."
@@ -31,7 +31,7 @@ class Algorithm:
         "Bytes one step must move per parameter: read θ, g and the state, write θ and the state."
         return (3 + 2*self.n_state) * itemsize
 
-# %% ../nbs/06_bench.ipynb #3589411f
+# %% ../nbs/06_bench.ipynb #e67dbdbd
 ALGORITHMS = {a.key: a for a in [
     Algorithm('sgd_momentum', 'SGD momentum', 'SGD',     'SGD',     dict(lr=0.01, momentum=0.9), 1, dict(dampening=0)),
     Algorithm('adagrad',      'AdaGrad',      'Adagrad', 'Adagrad', dict(lr=0.01), 1),
@@ -40,7 +40,7 @@ ALGORITHMS = {a.key: a for a in [
     Algorithm('adamw',        'AdamW',        'AdamW',   'AdamW',   dict(lr=1e-3, weight_decay=1e-2), 2),
 ]}
 
-# %% ../nbs/06_bench.ipynb #ee1b5041
+# %% ../nbs/06_bench.ipynb #c4732eff
 def copy_bandwidth(n:int=10_000_000, # elements per array: make it far larger than the caches
                    repeats:int=20,   # timed repetitions; the median is kept
                   )->float:
@@ -52,7 +52,7 @@ def copy_bandwidth(n:int=10_000_000, # elements per array: make it far larger th
         t0 = time.perf_counter(); np.add(a, b, out=a); times.append(time.perf_counter() - t0)
     return 3 * a.nbytes / statistics.median(times)
 
-# %% ../nbs/06_bench.ipynb #8104ed7d
+# %% ../nbs/06_bench.ipynb #b9cfcc0e
 def memory_floor(algo:Algorithm, # the optimizer
                  n_params:int,   # parameters stepped (all parameters together)
                  bandwidth:float,# bytes per second, from `copy_bandwidth`
@@ -60,7 +60,7 @@ def memory_floor(algo:Algorithm, # the optimizer
     "Seconds one step needs at least: the bytes it must move divided by the copy bandwidth."
     return algo.bytes_per_param() * n_params / bandwidth
 
-# %% ../nbs/06_bench.ipynb #295c3e7d
+# %% ../nbs/06_bench.ipynb #ab849f76
 def parse_layout(s:str)->tuple:
     "`'1000x10k'` -> `(1000, 10000)`: how many parameters, and the size of each."
     def number(t):
@@ -79,7 +79,7 @@ def layout_name(layout:tuple)->str:
     "`(1000, 10000)` -> `'1000 x 10k'`."
     return f"{layout[0]} x {human(layout[1])}"
 
-# %% ../nbs/06_bench.ipynb #ac33163d
+# %% ../nbs/06_bench.ipynb #03184915
 def make_arrays(layout:tuple, # (count, size)
                 seed:int=0,   # seed of the numpy Generator
                )->list:
@@ -89,7 +89,7 @@ def make_arrays(layout:tuple, # (count, size)
     return [(rng.standard_normal(size, dtype=np.float32),
              rng.standard_normal(size, dtype=np.float32)) for _ in range(count)]
 
-# %% ../nbs/06_bench.ipynb #b3f7b3f1
+# %% ../nbs/06_bench.ipynb #e6dd74d3
 @dataclass
 class Stepper:
     "A zero-argument optimizer `step` and a function returning the parameters it updates as numpy arrays."
@@ -108,7 +108,7 @@ def minima_stepper(algo:Algorithm, # the optimizer
     opt = getattr(optim, algo.minima)(params, **algo.kwargs, **algo.minima_kwargs)
     return Stepper(opt.step, lambda: [p.data for p in params])
 
-# %% ../nbs/06_bench.ipynb #452b2249
+# %% ../nbs/06_bench.ipynb #9433d463
 TORCH_VARIANTS = {'torch': dict(foreach=False), 'foreach': dict(foreach=True), 'fused': dict(fused=True)}
 
 def torch_stepper(algo:Algorithm, # the optimizer
@@ -123,7 +123,7 @@ def torch_stepper(algo:Algorithm, # the optimizer
     opt = getattr(torch.optim, algo.torch)(params, **algo.kwargs, **TORCH_VARIANTS[variant])
     return Stepper(opt.step, lambda: [p.detach().numpy() for p in params])
 
-# %% ../nbs/06_bench.ipynb #f1a7957d
+# %% ../nbs/06_bench.ipynb #b77cb382
 def torch_available()->bool:
     "Whether torch can be imported (it is a development dependency, not a runtime one)."
     try: import torch
@@ -143,24 +143,27 @@ def make_steppers(algo:Algorithm, arrays:list, torch_too:bool=True)->tuple:
         except Exception as e: missing[name] = f"{type(e).__name__}: {e}"
     return steppers, missing
 
-# %% ../nbs/06_bench.ipynb #0da1cf83
+# %% ../nbs/06_bench.ipynb #6e519fa9
 def time_steps(steppers:dict, # {name: Stepper}
                warmup:int=1,  # untimed steps per contender
                repeats:int=15,# timed steps per contender, interleaved
+               max_seconds:float=20, # stop after this long, once 5 rounds are done
               )->dict:
     "Median seconds per step of each contender, timed in interleaved rounds."
     for s in steppers.values():
         for _ in range(warmup): s.step()
     times = {name: [] for name in steppers}
+    start = time.perf_counter()
     gc.disable()  # no collector pause inside a timed step
     try:
-        for _ in range(repeats):
+        for r in range(repeats):
             for name, s in steppers.items():
                 t0 = time.perf_counter(); s.step(); times[name].append(time.perf_counter() - t0)
+            if r >= 4 and time.perf_counter() - start > max_seconds: break
     finally: gc.enable()
     return {name: statistics.median(t) for name, t in times.items()}
 
-# %% ../nbs/06_bench.ipynb #f1675edb
+# %% ../nbs/06_bench.ipynb #409587b8
 def bench_case(algo:Algorithm, # the optimizer
                layout:tuple,   # (count, size)
                bandwidth:float,# bytes per second, from `copy_bandwidth`
@@ -181,7 +184,7 @@ def bench_case(algo:Algorithm, # the optimizer
     rec['missing'] = missing
     return rec
 
-# %% ../nbs/06_bench.ipynb #f38a7dcb
+# %% ../nbs/06_bench.ipynb #71c97c05
 def _ms(x): return '–' if x is None else f"{x:.3g}" if x < 1 else f"{x:.2f}"
 
 def progress_line(rec:dict, i:int, total:int)->str:
@@ -190,7 +193,7 @@ def progress_line(rec:dict, i:int, total:int)->str:
     ratio = f" ({rec['minima_ms']/rec['floor_ms']:.1f}x floor)" if rec.get('minima_ms') else ''
     return f"[{i}/{total}] {rec['label']:12} {rec['layout']:11} ms/step: " + ' | '.join(parts) + f" | floor {_ms(rec['floor_ms'])}{ratio}"
 
-# %% ../nbs/06_bench.ipynb #9c4b036d
+# %% ../nbs/06_bench.ipynb #e762ef77
 def _ratio(a, b): return None if a is None or b is None or b == 0 else a / b
 
 def markdown_table(records:list)->str:
@@ -205,7 +208,7 @@ def markdown_table(records:list)->str:
         lines.append('| ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines)
 
-# %% ../nbs/06_bench.ipynb #25bc83db
+# %% ../nbs/06_bench.ipynb #38c73e6a
 def check_targets(records:list)->list:
     "Each speed target as a dict: what is compared, the measured value, the bar and whether it is met."
     by = {(r['algorithm'], r['count'], r['size']): r for r in records}
@@ -232,7 +235,7 @@ def targets_table(checks:list)->str:
     lines += [f"| {c['target']} | {c['value']:.2f} | {c['bar']} | {'yes' if c['met'] else 'no'} |" for c in checks]
     return '\n'.join(lines)
 
-# %% ../nbs/06_bench.ipynb #3c54b36d
+# %% ../nbs/06_bench.ipynb #843bf622
 def sweep(sizes:list,            # parameter counts, one tensor each
           bandwidth:float,       # bytes per second, from `copy_bandwidth`
           algo:str='adam',       # a key of `ALGORITHMS`
@@ -255,7 +258,7 @@ def sweep(sizes:list,            # parameter counts, one tensor each
         out.append(rec)
     return out
 
-# %% ../nbs/06_bench.ipynb #db883a85
+# %% ../nbs/06_bench.ipynb #8a983efa
 def plot_sweep(records:list, path=None):
     "Step time and time per parameter against parameter count, log-log; saved to `path` when given."
     import matplotlib.pyplot as plt
@@ -275,13 +278,13 @@ def plot_sweep(records:list, path=None):
     if path is not None: fig.savefig(path, dpi=110)
     return fig
 
-# %% ../nbs/06_bench.ipynb #527a117b
+# %% ../nbs/06_bench.ipynb #fec8f32c
 def mnist_shaped(n_samples:int=60_000, seed:int=0)->tuple:
     "Random float32 images of 784 pixels and integer labels 0-9, shaped like MNIST's training set."
     rng = np.random.default_rng(seed)
     return rng.standard_normal((n_samples, 784), dtype=np.float32), rng.integers(0, 10, n_samples)
 
-# %% ../nbs/06_bench.ipynb #ac2428a7
+# %% ../nbs/06_bench.ipynb #be4ef27e
 def minima_epoch(x:np.ndarray, y:np.ndarray, batch_size:int=128, seed:int=0)->dict:
     "Train a fresh minima MLP for one epoch with Adam: seconds, mean loss, and the initial weights."
     from minima.init import manual_seed
@@ -301,7 +304,7 @@ def minima_epoch(x:np.ndarray, y:np.ndarray, batch_size:int=128, seed:int=0)->di
         losses.append(loss.item())
     return dict(seconds=time.perf_counter() - t0, mean_loss=float(np.mean(losses)), init=init)
 
-# %% ../nbs/06_bench.ipynb #2348de30
+# %% ../nbs/06_bench.ipynb #7e366b65
 def torch_epoch(x:np.ndarray, y:np.ndarray, init:dict, batch_size:int=128)->dict:
     "The same epoch in torch on the CPU, starting from minima's initial weights `init`."
     import torch
@@ -319,7 +322,7 @@ def torch_epoch(x:np.ndarray, y:np.ndarray, init:dict, batch_size:int=128)->dict
         losses.append(loss.item())
     return dict(seconds=time.perf_counter() - t0, mean_loss=float(np.mean(losses)))
 
-# %% ../nbs/06_bench.ipynb #d5c56154
+# %% ../nbs/06_bench.ipynb #4e731a0e
 def e2e_epoch(n_samples:int=60_000, # training samples
               batch_size:int=128,   # samples per step
               seed:int=0, torch_too:bool=True)->dict:
@@ -342,7 +345,7 @@ def e2e_table(rec:dict)->str:
                   f"| minima / torch | {rec['minima_over_torch']:.2f} | |"]
     return '\n'.join(lines)
 
-# %% ../nbs/06_bench.ipynb #45223d8b
+# %% ../nbs/06_bench.ipynb #c0407a61
 def machine_info()->dict:
     "What the numbers were measured on."
     info = dict(date_utc=time.strftime('%Y-%m-%d %H:%M', time.gmtime()), platform=platform.platform(),
@@ -352,7 +355,7 @@ def machine_info()->dict:
         info.update(torch=torch.__version__, torch_threads=torch.get_num_threads())
     return info
 
-# %% ../nbs/06_bench.ipynb #cf767368
+# %% ../nbs/06_bench.ipynb #18163e61
 def report_markdown(result:dict)->str:
     "The whole run as a markdown document."
     meta = result['meta']
@@ -373,7 +376,7 @@ def report_markdown(result:dict)->str:
         out += ["", f"## One epoch: MLP 784-256-256-10, Adam, batch {e['batch_size']}, {e['n_samples']} samples", "", e2e_table(e)]
     return '\n'.join(out) + '\n'
 
-# %% ../nbs/06_bench.ipynb #e8fab39a
+# %% ../nbs/06_bench.ipynb #35597847
 QUICK = dict(layouts='1x100k,100x1k,1000x100', sweep='1e3,1e4,1e5', repeats=5, e2e_samples=2048)
 
 def parse_args(argv=None):
@@ -394,7 +397,7 @@ def parse_args(argv=None):
     if p.parse_args(argv).quick: p.set_defaults(**QUICK)  # options given explicitly still win
     return p.parse_args(argv)
 
-# %% ../nbs/06_bench.ipynb #8126238a
+# %% ../nbs/06_bench.ipynb #f529ee42
 def main(argv=None)->dict:
     "Run the benchmark from the command line; returns the result it writes."
     args = parse_args(argv)
@@ -426,5 +429,5 @@ def main(argv=None)->dict:
     print('\n' + md + f"\nwritten to {out}/", flush=True)
     return result
 
-# %% ../nbs/06_bench.ipynb #d961ed68
+# %% ../nbs/06_bench.ipynb #479bdb88
 if __name__ == '__main__' and not getattr(__import__('builtins'), '__IPYTHON__', False): main()
