@@ -5,10 +5,10 @@
 # %% auto #0
 __all__ = ['prepare_grad', 'sgd_update', 'resolve_wd', 'SGD']
 
-# %% ../../nbs/04b_optim_sgd.ipynb #e731043e
+# %% ../../nbs/04b_optim_sgd.ipynb #88cae3bd
 import numpy as np
 
-# %% ../../nbs/04b_optim_sgd.ipynb #e15a64a5
+# %% ../../nbs/04b_optim_sgd.ipynb #8045bfd2
 def prepare_grad(param:np.ndarray, # parameter $\theta$, shrunk in place under decoupled decay
                  grad:np.ndarray, # gradient $\nabla f(\theta)$, never written
                  lr:float, # learning rate $\gamma$
@@ -27,7 +27,7 @@ def prepare_grad(param:np.ndarray, # parameter $\theta$, shrunk in place under d
     g = np.multiply(param, weight_decay, out=np.empty_like(param))
     return np.subtract(g, grad, out=g) if maximize else np.add(g, grad, out=g)
 
-# %% ../../nbs/04b_optim_sgd.ipynb #0385793e
+# %% ../../nbs/04b_optim_sgd.ipynb #5b0ea739
 def sgd_update(param:np.ndarray, # parameter $\theta$, updated in place
                grad:np.ndarray, # gradient, not written
                state:dict, # buffers: `momentum_buffer` (zeros before the first step) when `momentum != 0`
@@ -61,7 +61,7 @@ def sgd_update(param:np.ndarray, # parameter $\theta$, updated in place
     # θ ← θ − γ d
     param -= lr * g
 
-# %% ../../nbs/04b_optim_sgd.ipynb #f3cdb81c
+# %% ../../nbs/04b_optim_sgd.ipynb #5e0b56be
 from .base import Optimizer, Real, Flag, Optional, Rule
 
 def resolve_wd(owner:str, # class name, for messages
@@ -76,7 +76,7 @@ def resolve_wd(owner:str, # class name, for messages
                         f'weight_decay={weight_decay!r}; pass one (weight_decay=λ, decoupled_weight_decay=True is wd=λ)')
     return wd, True
 
-# %% ../../nbs/04b_optim_sgd.ipynb #43596c5a
+# %% ../../nbs/04b_optim_sgd.ipynb #f4886a60
 class SGD(Optimizer):
     "Stochastic gradient descent with optional momentum (moving average or PyTorch's), Nesterov momentum, weight decay."
     update = staticmethod(sgd_update)
