@@ -61,10 +61,35 @@ def _patch_show_doc():
     BasicMarkdownRenderer._repr_markdown_ = _repr_markdown_
     BasicMarkdownRenderer._minima_table = True
 
+def _patch_mixed_cells():
+    """nbdev runs a cell that mixes imports with other code in full (and warns) so that `show_doc`
+    sees the imported names; run only its top-level imports instead, so a plotting cell that uses
+    names from cells nbdev does not run cannot break the docs."""
+    import ast
+    import nbdev.processors as P
+    if getattr(P.exec_show_docs, '_minima_mixed', False): return
+    orig = P.exec_show_docs.__call__
+    imports = (ast.Import, ast.ImportFrom)
+    def __call__(self, cell):
+        if (cell.cell_type == 'code' and cell.source and P.cell_lang(cell) == 'python'
+                and not cell.directives_.keys() & {'export', 'exports', 'exporti', 'exec_doc'}):
+            trees = cell.parsed_()
+            if (trees and P._ast_contains(trees, imports) and not P._show_docs(trees)
+                    and not all(isinstance(t, imports) for t in trees)):
+                if not self.nb.has_docs_ or not hasattr(self, 'k'): return
+                res = self.k.run_cell('\n'.join(ast.unparse(t) for t in trees if isinstance(t, imports)))
+                if res.result.error_in_exec is not None:
+                    raise Exception(f"Error in the imports of cell {cell.idx_}:\n{cell.source}") from res.result.error_in_exec
+                return
+        return orig(self, cell)
+    P.exec_show_docs.__call__ = __call__
+    P.exec_show_docs._minima_mixed = True
+
 def _proc_one(src: Path, dst: Path):
     "Process one notebook with nbdev's default processors (what `nbdev_proc_nbs` does per file)."
     os.chdir(ROOT)
     _patch_show_doc()
+    _patch_mixed_cells()
     from execnb.nbio import read_nb, write_nb
     from nbdev.processors import FilterDefaults
     os.environ['IN_TEST'] = '1'
@@ -340,12 +365,16 @@ def render_site(proc: Path, out: Path, nbs: Path) -> list:
         file = str(fm.get('output-file') or re.sub(r'^\d+[a-z]?_', '', p.stem) + '.html')
         pages.append(dict(src=p, file=file, title=_title_of(fm, p.name), description=fm.get('description', ''), md=md))
     sources = _sources(cfg.get('lib_path', 'minima'))
+    nb_pages = {pg['src'].name: pg['file'] for pg in pages}  # links to notebooks become links to their pages
+    def nb_links(h: str) -> str:
+        return re.sub(r'href="(?:\./)?([\w.-]+\.ipynb)(#[^"]*)?"',
+                      lambda m: f'href="{nb_pages[m.group(1)]}{m.group(2) or ""}"' if m.group(1) in nb_pages else m.group(0), h)
     for pg in pages:
         meta = f"---\ntitle: {json.dumps(pg['title'])}\ndescription: {json.dumps(str(pg['description']))}\n---\n\n"
         html_s = _pandoc(meta + pg['md'], tmpl, True, {
             'pagetitle': html.escape(pg['title']), 'root': '',
             'sitename': html.escape(cfg.get('title', '')), 'sitedescription': html.escape(cfg.get('description', ''))})
-        (out / pg['file']).write_text(html_s.replace('@@SIDEBAR@@', _sidebar(pages, pg['file'], '', sources)))
+        (out / pg['file']).write_text(nb_links(html_s).replace('@@SIDEBAR@@', _sidebar(pages, pg['file'], '', sources)))
     _source_pages(out, pages, tmpl, sources)
     _unlink_dead_anchors(out, [pg['file'] for pg in pages])
     tmpl.unlink()
