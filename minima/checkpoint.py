@@ -5,11 +5,11 @@
 # %% auto #0
 __all__ = ['FORMAT', 'VERSION', 'META', 'CheckpointError', 'save', 'load']
 
-# %% ../nbs/05_checkpoint.ipynb #5f489369
+# %% ../nbs/05_checkpoint.ipynb #dc26f792
 import json, os, re, tempfile, zipfile
 import numpy as np
 
-# %% ../nbs/05_checkpoint.ipynb #3fcc4d90
+# %% ../nbs/05_checkpoint.ipynb #59ed353f
 FORMAT = 'minima.checkpoint'
 VERSION = 1
 META = '__minima__.json'  # name of the JSON member inside the archive
@@ -18,7 +18,7 @@ _KINDS = 'biufc'  # dtype kinds a checkpoint may hold: bool, int, uint, float, c
 class CheckpointError(ValueError):
     "A file that is not a valid minima checkpoint: unreadable, truncated, altered or crafted."
 
-# %% ../nbs/05_checkpoint.ipynb #7d6b302e
+# %% ../nbs/05_checkpoint.ipynb #3c892a22
 def _encode_array(x, arrays, where):
     "Register array (or numpy scalar) `x` under a new key; return its node."
     a = np.asarray(x)
@@ -29,7 +29,7 @@ def _encode_array(x, arrays, where):
     arrays[key] = a
     return {'t': 'scalar' if isinstance(x, np.generic) else 'array', 'key': key}
 
-# %% ../nbs/05_checkpoint.ipynb #b9a94dab
+# %% ../nbs/05_checkpoint.ipynb #dce8187d
 _ATOMS = {type(None): 'none', bool: 'bool', int: 'int', float: 'float', str: 'str'}
 
 def _encode(x, arrays, where='obj', seen=None):
@@ -62,7 +62,7 @@ def _check_key(k, where):
         raise TypeError(f"{where}: dict key {k!r} of type {type(k).__name__} is not allowed; keys must be str or int")
     return k
 
-# %% ../nbs/05_checkpoint.ipynb #2b0f5c0f
+# %% ../nbs/05_checkpoint.ipynb #d9293150
 def _fail(where, msg): raise CheckpointError(f"invalid checkpoint: {where}: {msg}")
 
 _FIELDS = {'none': {'t'}, 'bool': {'t', 'v'}, 'int': {'t', 'v'}, 'float': {'t', 'v'}, 'str': {'t', 'v'},
@@ -107,7 +107,7 @@ def _decode(node, arrays, used, where='tree'):
         d[kv[0]] = _decode(kv[1], arrays, used, f'{where}[{kv[0]!r}]')
     return d
 
-# %% ../nbs/05_checkpoint.ipynb #ac7ad884
+# %% ../nbs/05_checkpoint.ipynb #faaaaa86
 _EPOCH = (1980, 1, 1, 0, 0, 0)  # fixed member timestamp: same state, same bytes
 
 def _write_archive(f, meta, arrays):
@@ -118,7 +118,7 @@ def _write_archive(f, meta, arrays):
             with z.open(zipfile.ZipInfo(k + '.npy', _EPOCH), 'w', force_zip64=True) as m:
                 np.lib.format.write_array(m, a, allow_pickle=False)
 
-# %% ../nbs/05_checkpoint.ipynb #44c1e816
+# %% ../nbs/05_checkpoint.ipynb #1cf28234
 def _fsync_dir(d):
     "Force directory `d`'s entries (a rename) to disk, where the platform allows it."
     try: fd = os.open(d, os.O_RDONLY)
@@ -150,7 +150,7 @@ def _atomic_write(path, write):
         raise
     _fsync_dir(d)
 
-# %% ../nbs/05_checkpoint.ipynb #06b4760f
+# %% ../nbs/05_checkpoint.ipynb #d26b7949
 def save(obj, # nested state: dicts, lists, tuples, numpy arrays and scalars, int, float, bool, str, None, or objects with `state_dict()`
          path, # file to write (conventionally `.ckpt` or `.npz`); replaced atomically if it exists
         ):
@@ -162,7 +162,7 @@ def save(obj, # nested state: dicts, lists, tuples, numpy arrays and scalars, in
             'arrays': {k: {'dtype': a.dtype.str, 'shape': list(a.shape)} for k, a in arrays.items()}}
     _atomic_write(path, lambda f: _write_archive(f, meta, arrays))
 
-# %% ../nbs/05_checkpoint.ipynb #dc714f20
+# %% ../nbs/05_checkpoint.ipynb #b23931e9
 _DTYPE = re.compile(r'[<>|][biufc][0-9]{1,2}')
 _KEY = re.compile(r'a[0-9]{1,9}')
 
@@ -188,7 +188,7 @@ def _check_meta(meta):
         decl[k] = (dt, tuple(s))
     return decl
 
-# %% ../nbs/05_checkpoint.ipynb #3e1b0955
+# %% ../nbs/05_checkpoint.ipynb #7878138f
 def _read_header(z, name):
     "(shape, dtype) from the header of `.npy` member `name`, without reading its data."
     with z.open(name) as m:
@@ -212,7 +212,7 @@ def _read_arrays(f, decl):
             arrays[k] = a
     return arrays
 
-# %% ../nbs/05_checkpoint.ipynb #cf2e9717
+# %% ../nbs/05_checkpoint.ipynb #477c4e93
 def load(path, # checkpoint written by `save`
         ):
     "Load a checkpoint written by `save`; refuses (with `CheckpointError`) anything else, running no code from the file."
