@@ -6,11 +6,11 @@
 __all__ = ['adam_update', 'adamax_update', 'nadam_momentum', 'nadam_update', 'radam_update', 'resolve_betas', 'Adam', 'AdamW',
            'Adamax', 'NAdam', 'RAdam']
 
-# %% ../../nbs/04d_optim_adam.ipynb #782addfa
+# %% ../../nbs/04d_optim_adam.ipynb #896966d2
 import numpy as np
 from .sgd import prepare_grad
 
-# %% ../../nbs/04d_optim_adam.ipynb #5f248b8e
+# %% ../../nbs/04d_optim_adam.ipynb #7f1db4c1
 def _ema(avg, x, weight, scratch):
     "avg ← avg + weight·(x − avg), the moving average (1 − weight)·avg + weight·x, in place."
     np.subtract(x, avg, out=scratch); scratch *= weight; avg += scratch
@@ -19,7 +19,7 @@ def _ema_sq(avg, x, weight, scratch):
     "avg ← (1 − weight)·avg + weight·x², in place."
     np.multiply(x, x, out=scratch); scratch *= weight; avg *= 1 - weight; avg += scratch
 
-# %% ../../nbs/04d_optim_adam.ipynb #c9866c6a
+# %% ../../nbs/04d_optim_adam.ipynb #62e56e1a
 def adam_update(param:np.ndarray, # parameter $\theta$, updated in place
                 grad:np.ndarray, # gradient, not written
                 state:dict, # buffers `exp_avg`, `exp_avg_sq` (and `max_exp_avg_sq` with AMSGrad), zeros before step 1
@@ -51,7 +51,7 @@ def adam_update(param:np.ndarray, # parameter $\theta$, updated in place
     np.divide(m, d, out=d); d *= lr / (1 - b1 ** step)
     param -= d
 
-# %% ../../nbs/04d_optim_adam.ipynb #800a9f29
+# %% ../../nbs/04d_optim_adam.ipynb #c168937b
 def adamax_update(param:np.ndarray, # parameter $\theta$, updated in place
                   grad:np.ndarray, # gradient, not written
                   state:dict, # buffers `exp_avg`, `exp_inf`
@@ -77,7 +77,7 @@ def adamax_update(param:np.ndarray, # parameter $\theta$, updated in place
     np.divide(m, u, out=d); d *= lr / (1 - b1 ** step)
     param -= d
 
-# %% ../../nbs/04d_optim_adam.ipynb #7aa38f78
+# %% ../../nbs/04d_optim_adam.ipynb #fd097c99
 def nadam_momentum(step:int, # step $t$
                    beta1:float, # $\beta_1$
                    momentum_decay:float, # $\psi$
@@ -120,7 +120,7 @@ def nadam_update(param:np.ndarray, # parameter $\theta$, updated in place
     # θ ← θ − γ μ_{t+1} / (1 − Π_t μ_{t+1}) · m / d
     np.divide(m, d, out=e); e *= lr * mu_next / (1 - mu_product * mu_next); param -= e
 
-# %% ../../nbs/04d_optim_adam.ipynb #7128221f
+# %% ../../nbs/04d_optim_adam.ipynb #aea104d8
 def radam_update(param:np.ndarray, # parameter $\theta$, updated in place
                  grad:np.ndarray, # gradient, not written
                  state:dict, # buffers `exp_avg`, `exp_avg_sq`
@@ -156,7 +156,7 @@ def radam_update(param:np.ndarray, # parameter $\theta$, updated in place
     # θ ← θ − e
     param -= e
 
-# %% ../../nbs/04d_optim_adam.ipynb #703a1168
+# %% ../../nbs/04d_optim_adam.ipynb #86bfa0ad
 from .base import Optimizer, Real, Flag, Pair
 
 _adam_common = dict(lr=Real('[0, inf)'), betas=Pair(Real('[0, 1)')), eps=Real('[0, inf)'),
@@ -174,7 +174,7 @@ def resolve_betas(owner:str, # class name, for messages
     if beta1 is None and beta2 is None: return betas
     return (betas[0] if beta1 is None else beta1, betas[1] if beta2 is None else beta2)
 
-# %% ../../nbs/04d_optim_adam.ipynb #593fbeb3
+# %% ../../nbs/04d_optim_adam.ipynb #f789b874
 class Adam(Optimizer):
     "Adam, with AMSGrad and L2 or decoupled weight decay; bias correction by the step count."
     update = staticmethod(adam_update)
@@ -219,7 +219,7 @@ class AdamW(Adam):
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad, beta1=beta1, beta2=beta2, maximize=maximize,
                          decoupled_weight_decay=True, nonfinite=nonfinite, clip_norm=clip_norm)
 
-# %% ../../nbs/04d_optim_adam.ipynb #598bf680
+# %% ../../nbs/04d_optim_adam.ipynb #4a91440d
 class Adamax(Optimizer):
     "Adamax: Adam with the decayed maximum of $|g|$ in place of the root mean square."
     update = staticmethod(adamax_update)
