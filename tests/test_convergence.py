@@ -1,7 +1,7 @@
 """Every optimizer converges on a convex quadratic and on the Rosenbrock function from a fixed start.
 
 The learning rate of each algorithm was picked from {1e-4, 3e-4, ..., 1, 3} as one that converges
-(most algorithms converge for several), and the step budget is about 1.5 to 2 times the number of
+(most algorithms converge for several), and the step budget is 1.4 to 3 times the number of
 steps it needed when this file was written (`python tests/test_convergence.py` prints them). AdamW
 runs with weight_decay=1e-4: its decoupled decay pulls towards zero, so it does not settle exactly
 at the minimizer; with 1e-4 it stays within the tolerance. Convergence means: for the whole last tenth of the run,
