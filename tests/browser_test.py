@@ -12,7 +12,7 @@ checks the picture. Fails (exit code 1, one line per problem) when:
 - anything needs the network: a `src`, stylesheet, CSS `url()`/`@import` or `<script>` that is not
   a relative file or a `data:` URI;
 - a relative link or its `#fragment` points nowhere (this covers the API entries' source links);
-- an exported top-level symbol (from `minima/_modidx.py`) has no API entry on its page;
+- an exported function or class (a module's `__all__`) has no API entry (or no source link) on its page;
 - a notebook with stored plots has no embedded image on its page, or an embedded image is corrupt;
 - the screenshot is missing, small, or blank.
 Chromium comes from Debian's `chromium` package (`apt-get install -y chromium`).
@@ -150,24 +150,28 @@ def _check_data_uri(name, uri, problems):
     except (binascii.Error, ValueError): problems.append(f'{name}: an embedded image is not valid base64'); return
     if 'png' in head and not raw.startswith(b'\x89PNG\r\n\x1a\n'): problems.append(f'{name}: an embedded PNG is corrupt')
 
-def check_api(site: Path, parsed: dict, problems: list):
-    "Every exported top-level symbol has its API entry (an id on the page nbdev's index names)."
-    modidx = ROOT / 'minima' / '_modidx.py'
-    if not modidx.exists(): return problems.append('minima/_modidx.py is missing')
-    d = ast.literal_eval(modidx.read_text().split('d = ', 1)[1])
+def check_api(nbs: Path, parsed: dict, problems: list) -> int:
+    """Every public function and class a notebook exports (its module's `__all__`, defined there under
+    that name) has an API entry on the notebook's page: an element whose id is the lowercased name."""
+    import importlib, inspect
+    sys.path.insert(0, str(ROOT))
     n = 0
-    for path, syms in d['syms'].items():
-        mod = path
-        for key, val in syms.items():
-            doc, src = val if isinstance(val, (list, tuple)) else (val, None)
-            name = key[len(mod) + 1:] if key.startswith(mod + '.') else None
-            if not name or '.' in name or name.startswith('_'): continue  # public top-level names
-            page, _, anchor = doc.partition('#')
+    for nb, page in notebook_pages(nbs).items():
+        src = '\n'.join(''.join(c['source']) for c in json.loads(nb.read_text())['cells'] if c['cell_type'] == 'code')
+        m = re.search(r'^\s*#\|\s*default_exp\s+(\S+)', src, re.M)
+        if not m or page not in parsed: continue
+        modname = f"minima.{m.group(1)}".replace('.__init__', '')
+        try: mod = importlib.import_module(modname)
+        except Exception as e: problems.append(f'{nb.name}: cannot import {modname}: {e}'); continue
+        for name in getattr(mod, '__all__', []):
+            obj = getattr(mod, name, None)
+            if not (inspect.isfunction(obj) or inspect.isclass(obj)) or name.startswith('_'): continue
+            if getattr(obj, '__module__', None) != modname or getattr(obj, '__name__', None) != name: continue
             n += 1
-            if page not in parsed: problems.append(f'{key}: no page {page}')
-            elif anchor not in parsed[page].ids: problems.append(f'{key}: no API entry #{anchor} on {page}')
-            elif not any(h.startswith('src/') and f'#L-' in h for h in parsed[page].links):
-                problems.append(f'{page}: no source links')
+            if name.lower() not in parsed[page].ids: problems.append(f'{page}: no API entry for {modname}.{name}')
+        if n and not any(h.startswith('src/') and '#L-' in h for h in parsed[page].links) and any(
+                name.lower() in parsed[page].ids for name in getattr(mod, '__all__', [])):
+            problems.append(f'{page}: API entries without source links')
     return n
 
 def find_chromium():
@@ -211,7 +215,7 @@ def main(argv=None):
     site, nbs, problems = Path(a.site), Path(a.nbs), []
     parsed = check_site(site, nbs, problems)
     if not parsed: sys.exit('FAIL: ' + '\n'.join(problems))
-    n_api = check_api(site, parsed, problems)
+    n_api = check_api(nbs, parsed, problems)
     cands = [a.page] if a.page else ['optim_adam.html', 'optim.html', 'optim_adaptive.html', 'optim_sgd.html']
     page = next((c for c in cands if c in parsed and parsed[c].n_math), None)
     if page is None: problems.append(f'no page with equations to screenshot among {cands}')

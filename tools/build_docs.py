@@ -49,15 +49,40 @@ def _param_table(dm) -> str:
     if not rows: return ''
     return '\n\n|  | Type | Default | Details |\n|---|---|---|---|\n' + '\n'.join(rows) + '\n'
 
+_MODULE = None  # the module the notebook being processed exports to (its `default_exp`)
+
+def _source_link(sym) -> str:
+    """`git_url/blob/branch/<module path>#L<line>` for `sym`, or ''. `show_doc` shows the objects the
+    notebook's cells define, so the same name is looked up in the exported module and found there."""
+    import importlib, inspect
+    cfg = _cfg()
+    try:
+        obj = inspect.unwrap(getattr(sym, 'fget', None) or sym)
+        if _MODULE is not None and getattr(obj, '__qualname__', None):
+            obj2 = importlib.import_module(_MODULE)
+            for part in obj.__qualname__.split('.'): obj2 = getattr(obj2, part)
+            obj = inspect.unwrap(getattr(obj2, 'fget', None) or obj2)
+        src = inspect.getsourcefile(obj)
+        if not src or not src.endswith('.py'): return ''
+        path, line = Path(src).resolve(), inspect.getsourcelines(obj)[1]
+        base = Path(importlib.import_module(cfg.get('lib_name', 'minima')).__file__).resolve().parent.parent
+        rel = path.relative_to(base).as_posix()
+    except (TypeError, OSError, ValueError, ImportError, AttributeError): return ''
+    return f"{cfg.get('git_url', '').rstrip('/')}/blob/{cfg.get('branch', 'main')}/{rel}#L{line}"
+
 def _patch_show_doc():
-    "Make nbdev's markdown `show_doc` add a parameter table under the signature."
+    """Make nbdev's markdown `show_doc` add a parameter table under the signature, and a source link
+    where nbdev's index has none (nbdev 2.4 leaves out every module whose notebook name contains 'auto')."""
     from nbdev.showdoc import BasicMarkdownRenderer
     if getattr(BasicMarkdownRenderer, '_minima_table', False): return
     orig = BasicMarkdownRenderer._repr_markdown_
     def _repr_markdown_(self):
+        doc = orig(self)
+        if '[source](' not in doc.split('\n#', 1)[0] and (link := _source_link(self.sym)):
+            doc = doc.replace('---\n\n', f'---\n\n[source]({link}){{target="_blank" style="float:right; font-size:smaller"}}\n\n', 1)
         try: tbl = _param_table(self.dm.dm)
         except Exception: tbl = ''
-        return orig(self) + tbl
+        return doc + tbl
     BasicMarkdownRenderer._repr_markdown_ = _repr_markdown_
     BasicMarkdownRenderer._minima_table = True
 
@@ -94,6 +119,10 @@ def _proc_one(src: Path, dst: Path):
     from nbdev.processors import FilterDefaults
     os.environ['IN_TEST'] = '1'
     nb = read_nb(src)
+    global _MODULE
+    code = '\n'.join(c.source for c in nb.cells if c.cell_type == 'code')
+    if m := re.search(r'^\s*#\|\s*default_exp\s+(\S+)', code, re.M):
+        _MODULE = f"{_cfg().get('lib_name', 'minima')}.{m.group(1)}".replace('.__init__', '')
     FilterDefaults()(nb)
     write_nb(nb, dst)
 
