@@ -35,7 +35,7 @@ class Page(HTMLParser):
     "Collects what the checks need from one HTML page."
     def __init__(self):
         super().__init__(convert_charrefs=True)
-        self.ids, self.links, self.resources, self.text, self.stack = set(), [], [], [], []
+        self.ids, self.links, self.resources, self.text, self.stack, self.pre = set(), [], [], [], [], []
         self.n_math, self.n_block_math, self.imgs, self.styles, self.scripts = 0, 0, [], [], 0
         self._in_style = False
     def handle_starttag(self, tag, attrs):
@@ -65,6 +65,7 @@ class Page(HTMLParser):
     def handle_data(self, data):
         if self._in_style: self.styles.append(data)
         if not SKIP_TEXT.intersection(self.stack): self.text.append(data)
+        elif 'pre' in self.stack: self.pre.append(data)
 
 def parse(path: Path) -> Page:
     p = Page(); p.feed(path.read_text(encoding='utf-8')); p.close(); return p
@@ -109,6 +110,10 @@ def check_site(site: Path, nbs: Path, problems: list) -> dict:
             if t in text:
                 i = text.index(t); problems.append(f'{name}: raw TeX {t!r} in text: ...{text[max(0, i-60):i+60]!r}...')
         for m in RE_INLINE.finditer(text): problems.append(f'{name}: unconverted math {m.group(0)!r}')
+        for m in re.finditer(r'\[`[^`\n]+`\]\([^)\s]+\)', ''.join(pg.pre)):
+            problems.append(f'{name}: markdown link shown as text in a code block: {m.group(0)!r}')
+        for t in ('{target=', ':::', '```', '#| '):
+            if t in text: problems.append(f'{name}: leftover markdown/directive {t!r} in text')
         if pg.scripts: problems.append(f'{name}: has {pg.scripts} <script> elements (the site needs no JavaScript)')
         for tag, attr, val in pg.resources:
             for v in (val.split(',') if attr == 'srcset' else [val]):

@@ -227,6 +227,7 @@ def _output_md(o, links) -> str:
     if 'text/markdown' in data:
         md = re.sub(r'```(\w*)\n\n+', r'```\1\n', _text(data['text/markdown']))  # no blank lines around
         md = re.sub(r'\n\n+```\n', '\n```\n', md)                                # show_doc signatures
+        md = re.sub(r'```.*?```', lambda m: re.sub(r'\[(`[^`\n]+`)\]\([^)\s]+\)', r'\1', m.group(0)), md, flags=re.S)
         return '\n' + _fix_math(links(md)) + '\n'
     if 'text/latex' in data:
         return _fix_math(_text(data['text/latex']))
