@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from hypothesis.extra.numpy import array_shapes, mutually_broadcastable_shapes
 
-from minima.autograd import Tensor, no_grad, is_grad_enabled
+from minima.autograd import Tensor, no_grad, enable_grad, is_grad_enabled
 
 SETTINGS = settings(deadline=None, max_examples=25)
 
@@ -315,6 +315,43 @@ def test_no_grad_restores_after_exception():
         with no_grad():
             raise KeyError
     assert is_grad_enabled()
+
+
+def test_enable_grad_records_inside_no_grad():
+    w = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    with no_grad():
+        with enable_grad():
+            assert is_grad_enabled()
+            y = (w * w).sum()
+        assert not is_grad_enabled()
+        z = (w * 3).sum()
+    assert is_grad_enabled()
+    assert y.requires_grad and y._ctx is not None
+    assert not z.requires_grad and z._ctx is None
+    y.backward()
+    np.testing.assert_array_equal(w.grad, [2.0, 4.0])
+
+
+def test_enable_grad_reentrant_and_restores_after_exception():
+    mode = enable_grad()
+    seen = []
+    @mode
+    def f(n):
+        seen.append(is_grad_enabled())
+        with no_grad():
+            seen.append(is_grad_enabled())
+            if n: f(n - 1)
+            seen.append(is_grad_enabled())
+        seen.append(is_grad_enabled())
+    with no_grad():
+        f(2)                                  # the same instance entered three times, nested in no_grad
+        assert not is_grad_enabled()
+        with pytest.raises(KeyError):
+            with mode:
+                raise KeyError
+        assert not is_grad_enabled()
+    assert is_grad_enabled()
+    assert seen == [True, False] * 3 + [False, True] * 3   # on the way in, then on the way out
 
 
 def test_ops_on_constants_build_no_graph():
