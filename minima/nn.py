@@ -6,13 +6,14 @@
 __all__ = ['Parameter', 'Module', 'Linear', 'ReLU', 'Tanh', 'Sigmoid', 'Identity', 'Flatten', 'Sequential', 'Dropout',
            'CrossEntropyLoss', 'MSELoss']
 
-# %% ../nbs/02_nn.ipynb #d0eb431e
+# %% ../nbs/02_nn.ipynb #9374c0e1
 import math
+from collections.abc import Mapping
 import numpy as np
 from .autograd import Tensor
 from . import init
 
-# %% ../nbs/02_nn.ipynb #b431f940
+# %% ../nbs/02_nn.ipynb #8d8964d4
 class Parameter(Tensor):
     "A trainable leaf tensor: requires grad, collected by `Module.parameters()`."
     def __init__(self,
@@ -23,7 +24,7 @@ class Parameter(Tensor):
             raise TypeError(f"a Parameter must be floating point, got dtype {arr.dtype}")
         super().__init__(arr if arr.flags.writeable else arr.copy(), requires_grad=True)
 
-# %% ../nbs/02_nn.ipynb #68e90b59
+# %% ../nbs/02_nn.ipynb #f6f597dc
 class Module:
     "Base class of layers and models: attributes that are Parameters or Modules are registered."
     training = True
@@ -90,13 +91,18 @@ class Module:
         "Set every parameter's gradient to None."
         for p in self.parameters(): p.grad = None
 
-# %% ../nbs/02_nn.ipynb #061fb04c
+# %% ../nbs/02_nn.ipynb #df0e0b94
 def _state_dict(self) -> dict:
     "{name: copy of the parameter's array}, in definition order."
     return {name: p.data.copy() for name, p in self.named_parameters()}
 
-def _load_state_dict(self, state: dict, strict: bool = True):
-    "Copy arrays from `state` into the parameters in place, after checking every name, shape and dtype."
+def _load_state_dict(self, state_dict: dict, # name -> array, as `state_dict()` returns
+                     strict: bool = True): # refuse missing and unexpected names
+    "Copy arrays from `state_dict` into the parameters in place, after checking every name, shape and dtype."
+    if not isinstance(state_dict, Mapping):
+        raise TypeError(f"load_state_dict into {type(self).__name__}: state_dict must be a dict of name -> array "
+                        f"(as state_dict() returns), got {type(state_dict).__name__} {state_dict!r:.60}; nothing was loaded")
+    state = state_dict
     own = dict(self.named_parameters())
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
@@ -122,7 +128,7 @@ def _repr(self) -> str:
 Module.state_dict, Module.load_state_dict = _state_dict, _load_state_dict
 Module.extra_repr, Module.__repr__ = lambda self: '', _repr
 
-# %% ../nbs/02_nn.ipynb #91d91203
+# %% ../nbs/02_nn.ipynb #8690036f
 class Linear(Module):
     "y = x W^T + b."
     def __init__(self,
@@ -146,7 +152,7 @@ class Linear(Module):
     def extra_repr(self):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
 
-# %% ../nbs/02_nn.ipynb #22c717f2
+# %% ../nbs/02_nn.ipynb #c918701a
 class ReLU(Module):
     "max(x, 0)."
     def forward(self, x): return x.relu()
@@ -182,7 +188,7 @@ class Sequential(Module):
         for layer in self: x = layer(x)
         return x
 
-# %% ../nbs/02_nn.ipynb #64e47886
+# %% ../nbs/02_nn.ipynb #51ee5492
 class Dropout(Module):
     "Zero entries with probability p in training, scale the rest by 1/(1-p); identity in eval."
     def __init__(self, p: float = 0.5, generator=None):
@@ -195,7 +201,7 @@ class Dropout(Module):
         return x * (keep / (1 - self.p)).astype(x.dtype)
     def extra_repr(self): return f"p={self.p}"
 
-# %% ../nbs/02_nn.ipynb #cbbf789e
+# %% ../nbs/02_nn.ipynb #6b08582f
 def _reduce(loss: Tensor, reduction: str) -> Tensor:
     return loss.mean() if reduction == 'mean' else loss.sum() if reduction == 'sum' else loss
 

@@ -108,6 +108,25 @@ def test_load_state_dict_validates_before_changing_anything(edit, match):
         np.testing.assert_array_equal(p.data, b)
 
 
+@pytest.mark.parametrize('bad', [[1], None, 'weights', [('0.weight', np.zeros((8, 4), np.float32))]],
+                         ids=['list', 'None', 'str', 'pairs'])
+def test_load_state_dict_of_a_non_dict_is_a_type_error(bad):
+    m = mlp(0)
+    before = [(p.data, p.data.copy()) for p in m.parameters()]
+    with pytest.raises(TypeError, match=r'state_dict must be a dict of name -> array') as e:
+        m.load_state_dict(bad)
+    assert type(bad).__name__ in str(e.value)
+    for p, (arr, copy) in zip(m.parameters(), before):
+        assert p.data is arr
+        np.testing.assert_array_equal(p.data, copy)
+
+
+def test_load_state_dict_keyword_is_state_dict():
+    a, b = mlp(0), mlp(1)
+    b.load_state_dict(state_dict=a.state_dict())
+    np.testing.assert_array_equal(b[0].weight.data, a[0].weight.data)
+
+
 def test_load_state_dict_non_strict():
     m, other = mlp(0), mlp(1)
     sd = other.state_dict(); sd.pop('0.weight'); sd['x'] = np.zeros(1)
