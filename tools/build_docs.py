@@ -110,11 +110,37 @@ def _patch_mixed_cells():
     P.exec_show_docs.__call__ = __call__
     P.exec_show_docs._minima_mixed = True
 
+def _complete_modidx():
+    """nbdev 2.4's symbol index skips every cell of a notebook whose path contains 'auto' (meant for the
+    `# %% auto` cell, it also drops 00_autograd), so its names get no doc links. Add them, in memory."""
+    import ast, importlib
+    from nbdev.config import get_config
+    from nbdev.doclinks import _iter_py_cells, _nbpath2html, patch_name
+    cfg = get_config()
+    try: idx = importlib.import_module(f"{cfg.lib_name}._modidx").d
+    except ImportError: return
+    kinds = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+    for py in sorted(cfg.lib_path.rglob('*.py')):
+        if py.name == '_modidx.py' or '__pycache__' in py.parts: continue
+        rel = py.relative_to(cfg.lib_path.parent).as_posix()
+        mod = '.'.join(rel[:-3].split('/')).replace('.__init__', '')
+        syms = idx['syms'].setdefault(mod, {})
+        try:
+            for cell in _iter_py_cells(py):
+                loc = _nbpath2html(cell.nb_path.relative_to(cfg.nbs_path.resolve())).as_posix()
+                for tree in ast.parse(cell.code).body:
+                    if not isinstance(tree, kinds): continue
+                    names = [patch_name(tree)] + ([f'{tree.name}.{t.name}' for t in tree.body if isinstance(t, kinds)]
+                                                  if isinstance(tree, ast.ClassDef) else [])
+                    for n in names: syms.setdefault(f'{mod}.{n}', (f'{loc}#{n.lower()}', rel))
+        except (ValueError, SyntaxError): continue
+
 def _proc_one(src: Path, dst: Path):
     "Process one notebook with nbdev's default processors (what `nbdev_proc_nbs` does per file)."
     os.chdir(ROOT)
     _patch_show_doc()
     _patch_mixed_cells()
+    _complete_modidx()
     from execnb.nbio import read_nb, write_nb
     from nbdev.processors import FilterDefaults
     os.environ['IN_TEST'] = '1'
