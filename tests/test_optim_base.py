@@ -3,7 +3,7 @@ state_dict/load_state_dict, the chunked update runner, clipping and the weight-d
 
 The optimizers used here are defined in this file (plain gradient descent and a velocity-buffer
 variant), so the base is tested independently of the algorithms built on it."""
-import copy, gc
+import copy, gc, re
 import numpy as np
 import pytest
 import torch
@@ -338,6 +338,23 @@ def test_step_runs_under_no_grad_and_closure_under_grad():
     np.testing.assert_array_equal(w.data, [3.0 - 0.25 * 6.0])
     assert opt.step() is None
 
+@pytest.mark.parametrize('bad', ['no', 0, 1, None, [True]])
+def test_zero_grad_refuses_a_set_to_none_that_is_not_a_bool(bad):
+    a, = params((2,))
+    opt = Descent([a])
+    a.grad = g = np.ones(2)
+    with pytest.raises(TypeError, match=re.escape(f"Descent.zero_grad: set_to_none must be True or False, got {bad!r}")):
+        opt.zero_grad(set_to_none=bad)
+    assert a.grad is g and np.all(g == 1)
+    opt.zero_grad(set_to_none=np.bool_(False))
+    assert a.grad is g and np.all(g == 0)
+
+def test_patch_to_is_not_part_of_the_interface():
+    from minima import optim
+    for name in ('patch_to', 'step', 'state_dict', 'load_state_dict', 'possible_buffers'):
+        assert name not in base.__all__ and not hasattr(optim, name), name
+    assert Optimizer.step.__qualname__ == 'Optimizer.step'
+
 def test_zero_grad_both_modes():
     a, b = params((2,), (3,))
     opt = Descent([a, b])
@@ -557,7 +574,10 @@ LOAD_MISMATCHES = [
     ('buffer dtype', lambda sd: _set(sd['state'][1], 'velocity', sd['state'][1]['velocity'].astype(np.float32)), ValueError, 'float32'),
     ('missing buffer', lambda sd: sd['state'][2].pop('velocity'), ValueError, "needs ['velocity']"),
     ('extra buffer, wrong shape', lambda sd: _set(sd['state'][2], 'peak', np.zeros(3)), ValueError, "'peak'"),
-    ('buffer not array', lambda sd: _set(sd['state'][2], 'velocity', [0.0, 0.0]), ValueError, "needs ['velocity']"),
+    ('buffer not array', lambda sd: _set(sd['state'][2], 'velocity', [0.0, 0.0]), TypeError, "buffer 'velocity' of the state of parameter 'scale' (param group 0) is a list"),
+    ('buffer a number', lambda sd: _set(sd['state'][1], 'peak', 0.5), TypeError, "buffer 'peak' of the state of parameter 'fc.bias' (param group 0) is a float"),
+    ('buffer never used', lambda sd: _set(sd['state'][0], 'momentum_buffer', np.zeros((3, 4))), ValueError,
+     "has a buffer 'momentum_buffer', which Velocity never uses; its buffers are ['peak', 'velocity']"),
     ('bad step', lambda sd: _set(sd['state'][0], 'step', -1), ValueError, 'step=-1'),
     ('float step', lambda sd: _set(sd['state'][0], 'step', 2.5), ValueError, 'step=2.5'),
     ('missing step', lambda sd: sd['state'][0].pop('step'), ValueError, 'step=None'),
@@ -567,7 +587,7 @@ LOAD_MISMATCHES = [
     ('missing hyperparameter', lambda sd: sd['param_groups'][0].pop('betas'), ValueError, "has no 'betas'"),
     ('unknown key', lambda sd: _set(sd['param_groups'][0], 'amsgrad', False), ValueError, "unknown key(s) ['amsgrad']"),
     ('state entry not dict', lambda sd: _set(sd['state'], 0, 5), TypeError, 'not a dict'),
-    ('extra entry not number', lambda sd: _set(sd['state'][0], 'note', 'x'), TypeError, 'arrays or numbers'),
+    ('extra entry not number', lambda sd: _set(sd['state'][0], 'note', 'x'), TypeError, "note='x', a str; entries other than the buffers"),
     ('skipped_steps', lambda sd: _set(sd, 'skipped_steps', -3), ValueError, 'skipped_steps=-3'),
     ('state not dict', lambda sd: _set(sd, 'state', []), TypeError, "'state' a dict"),
 ]
@@ -588,6 +608,60 @@ def test_load_checks_buffers_for_the_saved_settings():
     ps3, opt3 = trained(steps=2)
     sd = opt3.state_dict(); sd['param_groups'][0]['nesterov'] = True
     with pytest.raises(ValueError, match="needs \\['peak', 'velocity'\\]"): opt2.load_state_dict(sd)
+
+def test_load_accepts_a_buffer_kept_after_a_setting_changed():
+    "A step keeps a buffer a changed setting no longer needs; a checkpoint holding it loads, with the buffer."
+    ps, opt = trained(nesterov=True)
+    opt.param_groups[0]['nesterov'] = False
+    set_grads(ps, seed=9); opt.step()
+    sd = opt.state_dict()
+    assert 'peak' in sd['state'][0] and sd['param_groups'][0]['nesterov'] is False
+    ps2, opt2 = trained(steps=0)
+    opt2.load_state_dict(sd)
+    np.testing.assert_array_equal(opt2.state[ps2[0]]['peak'], sd['state'][0]['peak'])
+    assert Velocity(ps2).possible_buffers() == {'velocity', 'peak'}
+
+
+def _stepped(cls, changes=None, **kw):
+    ps = params((3, 4), (4,))
+    opt = cls(ps, **kw)
+    for s in range(2):
+        set_grads(ps, seed=s); opt.step()
+        if changes: opt.param_groups[0].update(changes)
+    return ps, opt
+
+@pytest.mark.parametrize('cls, kw, changes, kept', [
+    ('SGD', dict(lr=0.1, momentum=0.9), dict(momentum=0.0), 'momentum_buffer'),
+    ('Adam', dict(amsgrad=True), dict(amsgrad=False), 'max_exp_avg_sq'),
+    ('RMSprop', dict(momentum=0.5, centered=True), dict(momentum=0.0, centered=False), 'grad_avg'),
+])
+def test_real_optimizers_load_kept_buffers(cls, kw, changes, kept):
+    from minima import optim
+    cls = getattr(optim, cls)
+    ps, opt = _stepped(cls, changes, **kw)
+    sd = opt.state_dict()
+    assert kept in sd['state'][0] and kept not in opt.state_buffers(opt.param_groups[0])
+    ps2 = params((3, 4), (4,))
+    opt2 = cls(ps2, **{k: v for k, v in kw.items() if k == 'lr'})
+    opt2.load_state_dict(sd)
+    np.testing.assert_array_equal(opt2.state[ps2[0]][kept], sd['state'][0][kept])
+
+@pytest.mark.parametrize('cls, foreign, accepted', [
+    ('Adam', 'momentum_buffer', ['exp_avg', 'exp_avg_sq', 'max_exp_avg_sq']),
+    ('SGD', 'exp_avg', ['momentum_buffer']),
+    ('Adagrad', 'square_avg', ['sum']),
+])
+def test_real_optimizers_refuse_foreign_buffers(cls, foreign, accepted):
+    from minima import optim
+    cls = getattr(optim, cls)
+    ps, opt = _stepped(cls, lr=0.1, **({'momentum': 0.9} if cls.__name__ == 'SGD' else {}))
+    sd = opt.state_dict()
+    sd['state'][1][foreign] = np.zeros(4)
+    before = snapshot(opt, ps)
+    with pytest.raises(ValueError) as e: opt.load_state_dict(sd)
+    assert f"buffer {foreign!r}, which {cls.__name__} never uses; its buffers are {accepted}" in str(e.value), str(e.value)
+    assert_same(before, snapshot(opt, ps))
+
 
 def test_load_without_names_on_one_side_matches_by_position():
     ps, opt = trained()
