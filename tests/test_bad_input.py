@@ -243,18 +243,11 @@ CASES = [
          setup="s = OneCycleLR(adam, max_lr=0.1, total_steps=3); [s.step() for _ in range(3)]"),
     Case('ReduceLROnPlateau unknown mode', "ReduceLROnPlateau(sgd, mode='avg')", ValueError, ('mode', "'avg'")),
     Case('LambdaLR: lr_lambda not callable', "LambdaLR(sgd, 3)", ValueError, ('lr_lambda', 'int')),
-    Case('LambdaLR: lr_lambda returns a string', "LambdaLR(adam, lambda e: 'x')", TypeError, ('lr_lambda',),
-         gap="LambdaLR(adam, lambda e: 'x') raises TypeError \"can't multiply sequence by non-int of type 'float'\", "
-             "which does not name lr_lambda, and leaves 'initial_lr' added to adam.param_groups[0]"),
-    Case('LambdaLR: lr_lambda raises', "LambdaLR(adam, lambda e: 1 / 0)", ZeroDivisionError, (),
-         gap="a scheduler whose first rate computation raises leaves 'initial_lr' added to the optimizer's param groups "
-             "(LRScheduler.__init__ sets it before the initial step)"),
+    Case('LambdaLR: lr_lambda returns a string', "LambdaLR(adam, lambda e: 'x')", TypeError, ('lr_lambda', "'x'", 'epoch 0')),
+    Case('LambdaLR: lr_lambda raises', "LambdaLR(adam, lambda e: 1 / 0)", ZeroDivisionError, ()),
     Case('ReduceLROnPlateau.step of a string', "s.step('abc')", (TypeError, ValueError), ('metrics', "'abc'"),
-         setup="s = ReduceLROnPlateau(sgd)",
-         gap="ReduceLROnPlateau.step('abc') raises ValueError \"could not convert string to float: 'abc'\", which does not name metrics"),
-    Case('ReduceLROnPlateau.step of None', "s.step(None)", TypeError, ('metrics', 'None'), setup="s = ReduceLROnPlateau(sgd)",
-         gap="ReduceLROnPlateau.step(None) raises TypeError \"float() argument must be a string or a real number, not 'NoneType'\", "
-             "which does not name metrics"),
+         setup="s = ReduceLROnPlateau(sgd)"),
+    Case('ReduceLROnPlateau.step of None', "s.step(None)", TypeError, ('metrics', 'None'), setup="s = ReduceLROnPlateau(sgd)"),
     Case('CosineAnnealingWarmRestarts.step to a negative epoch', "s.step(-1)", ValueError, ('epoch', '-1'),
          setup="s = CosineAnnealingWarmRestarts(sgd, T_0=3)"),
     Case('scheduler step after the optimizer gained a group', "s1.step()", ValueError, ('2 param groups', 'built for 1'),

@@ -448,3 +448,145 @@ def test_one_cycle_drives_real_optimizers_like_torch(kind):
     for g, w, what in zip(got, want, ('lr', 'momentum/beta1', 'get_last_lr()')): assert_same(g, w, what)
     assert np.ptp(got[1]) > 0.05
     if kind == 'adam': assert all(g['betas'][1] == 0.999 for g in opt.param_groups)
+
+
+# ---------------------------------------------------------------- failures change nothing (lambdas, metrics, composites)
+
+BAD_FACTORS = [('x', TypeError), (None, TypeError), ([1.0], TypeError), (1j, TypeError),
+               (float('nan'), ValueError), (-0.5, ValueError), (float('inf'), ValueError), (np.float64(-1e-300), ValueError)]
+
+@pytest.mark.parametrize('value, error', BAD_FACTORS, ids=[repr(v) for v, _ in BAD_FACTORS])
+def test_lambda_lr_refuses_a_bad_factor_at_construction_and_changes_nothing(value, error):
+    opt = Groups()
+    before = _groups_snapshot(opt)
+    with pytest.raises(error, match=r"LambdaLR: lr_lambda returned .* at epoch 0; it must return a (finite )?real number >= 0"):
+        M.LambdaLR(opt, lambda t: value)
+    assert opt.param_groups == before and not any('initial_lr' in g for g in opt.param_groups)
+
+
+@pytest.mark.parametrize('cls', ['LambdaLR', 'MultiplicativeLR'])
+@pytest.mark.parametrize('value, error', BAD_FACTORS, ids=[repr(v) for v, _ in BAD_FACTORS])
+def test_lambda_schedulers_refuse_a_bad_factor_at_step_and_change_nothing(cls, value, error):
+    opt = Groups()
+    good = lambda t: 0.9 ** t
+    sched = getattr(M, cls)(opt, [good, lambda t: 0.5 if t < 3 else value])
+    sched.step(); sched.step()
+    before, state = _groups_snapshot(opt), sched.state_dict()
+    with pytest.raises(error, match=rf"{cls}: lr_lambda\[1\] returned .* at epoch 3"):
+        sched.step()
+    assert opt.param_groups == before and sched.state_dict() == state and sched.get_last_lr() == state['_last_lr']
+
+
+def test_a_lambda_that_raises_changes_nothing_and_is_named_in_a_note():
+    opt = Groups()
+    before = _groups_snapshot(opt)
+    with pytest.raises(ZeroDivisionError) as e: M.LambdaLR(opt, lambda t: 1 / t)
+    assert 'raised by the lr_lambda of LambdaLR at epoch 0' in e.value.__notes__[0]
+    assert opt.param_groups == before
+    sched = M.MultiplicativeLR(opt, lambda t: 1 / (2 - t))
+    sched.step()
+    before, state = _groups_snapshot(opt), sched.state_dict()
+    with pytest.raises(ZeroDivisionError): sched.step()
+    assert opt.param_groups == before and sched.state_dict() == state
+
+
+def test_lambda_factors_may_be_ints_numpy_numbers_and_zero():
+    opt = Groups(lrs=[0.5])
+    sched = M.LambdaLR(opt, lambda t: [1, np.float32(0.5), np.int64(2), 0.0][t])
+    got = [opt.param_groups[0]['lr']]
+    for _ in range(3): sched.step(); got.append(opt.param_groups[0]['lr'])
+    assert got == [0.5, 0.5 * np.float32(0.5), 1.0, 0.0]
+
+
+def test_cyclic_constructor_that_fails_leaves_rate_and_momentum():
+    "CyclicLR sets its starting rate and momentum before the initial step; when that step fails, neither is left in the groups."
+    opt = Groups()
+    before = _groups_snapshot(opt)
+    def scale_fn(x): raise RuntimeError('broken scale')
+    with pytest.raises(RuntimeError, match='broken scale'): M.CyclicLR(opt, 0.01, 0.1, scale_fn=scale_fn)
+    assert opt.param_groups == before
+
+
+class Switch:
+    "A schedule (a callable object) that can be made to fail."
+    def __init__(self): self.fail = False
+    def __call__(self, t):
+        if self.fail: raise RuntimeError('switched off')
+        return 0.5 ** t
+
+
+def test_sequential_constructor_that_fails_changes_nothing():
+    opt = Groups()
+    fn = Switch()
+    first, second = M.LambdaLR(opt, fn), M.StepLR(opt, 2)
+    opt.param_groups[0]['lr'] = 0.123          # the rates as training left them
+    fn.fail = True
+    before, states = _groups_snapshot(opt), [first.state_dict(), second.state_dict()]
+    with pytest.raises(RuntimeError, match='switched off'): M.SequentialLR(opt, [first, second], milestones=[3])
+    assert opt.param_groups == before and [first.state_dict(), second.state_dict()] == states
+    assert first.optimizer is opt and second.optimizer is opt
+
+
+def test_chained_step_that_fails_keeps_none_of_the_steps():
+    opt = Groups()
+    fn = Switch()
+    step_lr, lam = M.StepLR(opt, 1, gamma=0.5), M.MultiplicativeLR(opt, fn)
+    chain = M.ChainedScheduler([step_lr, lam])
+    chain.step()
+    fn.fail = True
+    before, state = _groups_snapshot(opt), chain.state_dict()
+    with pytest.raises(RuntimeError): chain.step()
+    assert opt.param_groups == before and chain.state_dict() == state
+    assert step_lr.optimizer is opt and lam.optimizer is opt
+    fn.fail = False
+    chain.step()                                # and it goes on from where it was
+    assert step_lr.last_epoch == lam.last_epoch == 2
+
+
+def test_schedulers_write_into_the_optimizers_own_group_dicts():
+    opt = SGD([Parameter(np.zeros(2))], lr=0.1, momentum=0.9)
+    group = opt.param_groups[0]
+    sched = M.CyclicLR(opt, 0.01, 0.1, step_size_up=2)
+    assert opt.param_groups[0] is group and group['lr'] == 0.01 and group['momentum'] == 0.9 and group['initial_lr'] == 0.01
+    sched.step()
+    assert opt.param_groups[0] is group and group['lr'] == pytest.approx(0.055) and sched.optimizer is opt
+
+
+BAD_METRICS = ['abc', '1.5', None, [1.0, 2.0], {'loss': 1.0}, object(), 1j]
+
+@pytest.mark.parametrize('cls, arg', [('ReduceLROnPlateau', 'metrics'), ('KingLR', 'loss')])
+@pytest.mark.parametrize('value', BAD_METRICS, ids=[type(v).__name__ + str(i) for i, v in enumerate(BAD_METRICS)])
+def test_loss_driven_schedulers_refuse_a_metric_that_is_not_a_number(cls, arg, value):
+    opt = Groups()
+    sched = getattr(M, cls)(opt, patience=3)
+    for m in (1.0, 0.9, 0.95): sched.step(m)
+    before, state = _groups_snapshot(opt), sched.state_dict()
+    with pytest.raises(TypeError, match=rf"{cls}.step: {arg} must be a real number .*got .*\({type(value).__name__}\)"):
+        sched.step(value)
+    assert opt.param_groups == before and sched.state_dict() == state
+
+
+def test_plateau_accepts_numbers_of_every_kind():
+    opt = Groups(lrs=[1.0])
+    sched = M.ReduceLROnPlateau(opt, patience=0, factor=0.5)
+    for m in (np.float32(3.0), np.array(2.0), 2, True):
+        sched.step(m)
+    assert sched.best == 1.0 and opt.param_groups[0]['lr'] == 0.5
+
+
+def test_plateau_treats_nan_as_no_improvement_like_torch():
+    torch = pytest.importorskip('torch')
+    metrics = [1.0, float('nan'), 0.5, float('nan'), float('nan'), float('nan'), 0.4, float('nan'), 0.1, float('nan')]
+    for mode in ('min', 'max'):
+        kw = dict(mode=mode, patience=1, factor=0.5, cooldown=1)
+        topt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+        tsched = torch.optim.lr_scheduler.ReduceLROnPlateau(topt, **kw)
+        opt = Groups(lrs=[1.0])
+        sched = M.ReduceLROnPlateau(opt, **kw)
+        want, got = [], []
+        for m in metrics:
+            tsched.step(m); sched.step(m)
+            want.append((topt.param_groups[0]['lr'], tsched.num_bad_epochs, tsched.best))
+            got.append((opt.param_groups[0]['lr'], sched.num_bad_epochs, sched.best))
+        assert got == want
+        assert not math.isnan(sched.best) and sched.get_last_lr()[0] < 1.0

@@ -10,14 +10,16 @@ __all__ = ['step_lr', 'multistep_lr', 'constant_lr', 'linear_lr', 'polynomial_lr
            'OneCycleLR', 'LambdaLR', 'MultiplicativeLR', 'ExponentialDecayLR', 'NoamLR', 'SequentialLR',
            'ChainedScheduler', 'ReduceLROnPlateau', 'p_decreasing', 'loss_plateaued', 'KingLR']
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #d8d2ecac
+# %% ../../nbs/04e_lr_scheduler.ipynb #ad74ee86
 import math
 import copy
 import types
+import numbers
+import functools
 from bisect import bisect_right
 import numpy as np
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #b1cd3134
+# %% ../../nbs/04e_lr_scheduler.ipynb #07c02b75
 def _is_int(x): return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
 def _is_real(x): return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, (bool, np.bool_))
 
@@ -38,7 +40,7 @@ def _check_choice(name, x, choices):
     if x not in choices: raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {x!r}")
     return x
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #e99a5079
+# %% ../../nbs/04e_lr_scheduler.ipynb #61083278
 def step_lr(step:int, # t: scheduler steps taken
             base_lr:float, # η₀: learning rate at t = 0
             step_size:int, # s: steps between two decays
@@ -60,7 +62,7 @@ def multistep_lr(step:int, # t: scheduler steps taken
     # η_t = η₀ γ^{#{m ∈ M : m ≤ t}}
     return base_lr * gamma ** bisect_right(ms, step)
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #47a1439e
+# %% ../../nbs/04e_lr_scheduler.ipynb #c5d201bf
 def constant_lr(step:int, # t: scheduler steps taken
                 base_lr:float, # η₀: learning rate from step `total_iters` on
                 factor:float=1/3, # f: fraction of η₀ used before `total_iters`, in (0, 1]
@@ -95,7 +97,7 @@ def polynomial_lr(step:int, # t: scheduler steps taken
     # η_t = η₀ (1 − min(t,T)/T)^p
     return base_lr * (1.0 - min(T, step) / T) ** power
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #e9c2633e
+# %% ../../nbs/04e_lr_scheduler.ipynb #d7d569e1
 def exponential_lr(step:int, # t: scheduler steps taken
                    base_lr:float, # η₀
                    gamma:float, # γ: factor per step, > 0
@@ -117,7 +119,7 @@ def exponential_decay(step:int, # t: scheduler steps taken
     stage = step // L if staircase else step / L
     return initial_lr * decay ** stage
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #f1473d06
+# %% ../../nbs/04e_lr_scheduler.ipynb #ede2acd0
 def cosine_annealing(step:float, # t: scheduler steps taken
                      base_lr:float, # η₀: rate at t = 0
                      T_max:int, # T_max: steps from η₀ down to η_min, >= 1
@@ -147,7 +149,7 @@ def cosine_warm_restarts(step:float, # t: scheduler steps (or fractional epochs)
     T_cur, T_i = _restart_position(step, T_0, T_mult)
     return cosine_annealing(T_cur, base_lr, T_i, eta_min)
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #1ac5b842
+# %% ../../nbs/04e_lr_scheduler.ipynb #b8997741
 def _cyclic_scale(mode, gamma):
     "The amplitude scale g of `mode` and whether it is a function of the cycle or of the step."
     if mode == 'triangular': return (lambda c: 1.0), 'cycle'
@@ -179,7 +181,7 @@ def cyclic_lr(step:int, # t: scheduler steps (batches) taken
     # η_t = η_lo + (η_hi − η_lo) h g
     return base_lr + (max_lr - base_lr) * h * scale_fn(cycle if scale_mode == 'cycle' else step)
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #87e04028
+# %% ../../nbs/04e_lr_scheduler.ipynb #0074d468
 def _anneal(start, end, pct, strategy):
     "Go from `start` (pct = 0) to `end` (pct = 1) along half a cosine or a straight line."
     # cos: b + (a − b)/2 (1 + cos πp);  linear: a + (b − a) p
@@ -240,7 +242,7 @@ def one_cycle_lr(step:int, # t: scheduler steps taken
     start = max_lr / div
     return one_cycle(step, total_steps, start, max_lr, start / final_div, pct_start, anneal_strategy, three_phase)
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #24745c5e
+# %% ../../nbs/04e_lr_scheduler.ipynb #46701af7
 def lambda_lr(step:int, # t: scheduler steps taken
               base_lr:float, # η₀
               lr_lambda, # λ: function of t giving a multiplier of η₀
@@ -257,7 +259,7 @@ def multiplicative_lr(step:int, # t: scheduler steps taken
     for i in range(1, _check_int('step', step, 0) + 1): lr = lr * lr_lambda(i)
     return lr
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #2540de48
+# %% ../../nbs/04e_lr_scheduler.ipynb #0c7ccec0
 def noam_lr(step:int, # n: optimizer step number, >= 1
             model_dim:int=512, # d: width of the model
             scale_factor:float=1.0, # k: overall multiplier
@@ -269,7 +271,7 @@ def noam_lr(step:int, # n: optimizer step number, >= 1
     # η_n = k d^{-1/2} min(n^{-1/2}, n w^{-3/2})
     return scale_factor * d ** -0.5 * min(n ** -0.5, n * w ** -1.5)
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #6555af11
+# %% ../../nbs/04e_lr_scheduler.ipynb #56eee083
 def _check_optimizer(optimizer):
     groups = getattr(optimizer, 'param_groups', None)
     if not isinstance(groups, list) or not groups or not all(isinstance(g, dict) and 'lr' in g for g in groups):
@@ -286,7 +288,47 @@ def _per_group(name, optimizer, value):
         return list(value)
     return [value] * n
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #32660356
+# %% ../../nbs/04e_lr_scheduler.ipynb #9656d590
+class _Staged:
+    "Stands in for an optimizer while a scheduler computes: copies of its param groups, written back by `commit()`."
+    def __init__(self, optimizer): self.target, self.param_groups = optimizer, [dict(g) for g in optimizer.param_groups]
+    def commit(self):
+        for group, new in zip(self.target.param_groups, self.param_groups): group.update(new)
+
+def _schedulers_in(sched):
+    "`sched` and every scheduler wrapped in it, at any depth."
+    return [sched, *(t for s in getattr(sched, '_schedulers', ()) for t in _schedulers_in(s))]
+
+def _transaction(sched, action):
+    "Run `action()` with `sched` (and the schedulers inside it) computing on staged groups; write them only on success."
+    scheds = _schedulers_in(sched)
+    saved = [dict(vars(s)) for s in scheds]   # attributes are rebound by a step, never changed in place
+    stage = _Staged(sched.optimizer)
+    for s in scheds: s.optimizer = stage
+    try: result = action()
+    except BaseException:
+        for s, attrs in zip(scheds, saved): vars(s).clear(); vars(s).update(attrs)
+        raise
+    finally:
+        for s, attrs in zip(scheds, saved): s.optimizer = attrs['optimizer']
+    stage.commit()
+    return result
+
+def _atomic(step):
+    "Decorator: a scheduler's `step` that, when it raises, has changed neither the optimizer nor the scheduler."
+    @functools.wraps(step)
+    def atomic_step(self, *args, **kwargs): return _transaction(self, lambda: step(self, *args, **kwargs))
+    return atomic_step
+
+def _check_metric(owner, name, value):
+    "`value` as a float: a real number (or anything float() converts that is not a string), else a TypeError naming `name`."
+    if not isinstance(value, (str, bytes, bytearray)):
+        try: return float(value)
+        except (TypeError, ValueError): pass
+    raise TypeError(f"{owner}.step: {name} must be a real number (the monitored value, such as a validation loss), "
+                    f"got {value!r:.60} ({type(value).__name__}); nothing was changed")
+
+# %% ../../nbs/04e_lr_scheduler.ipynb #f47aee8f
 def _kind(x):
     "What sort of value `x` is, for checking a loaded state: 'bool', 'number', 'str', 'list' or 'dict'."
     if isinstance(x, (bool, np.bool_)): return 'bool'
@@ -326,7 +368,7 @@ class _Stateful:
         for k, v in state.items():
             if k not in skip: setattr(self, k, copy.deepcopy(v))
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #4f670d99
+# %% ../../nbs/04e_lr_scheduler.ipynb #72ed4e00
 class LRScheduler(_Stateful):
     "Base class: after each `step()`, `group['lr']` of every param group is the schedule's value at `last_epoch`."
     _is_initial = False
@@ -341,9 +383,18 @@ class LRScheduler(_Stateful):
             missing = [i for i, g in enumerate(optimizer.param_groups) if 'initial_lr' not in g]
             if missing: raise ValueError(f"last_epoch={last_epoch} resumes a schedule, but param_groups {missing} have no "
                                          f"'initial_lr'; load the optimizer's state first, or use last_epoch=-1")
-        for g in optimizer.param_groups: g.setdefault('initial_lr', g['lr'])
         self.optimizer = optimizer
-        self.base_lrs = [g['initial_lr'] for g in optimizer.param_groups]
+        _transaction(self, lambda: self._attach(last_epoch))
+
+    def _start(self, groups):
+        "Values a new schedule (last_epoch=-1) writes into the groups before its first step: none by default."
+
+    def _attach(self, last_epoch):
+        "Record each group's η₀ as 'initial_lr' and take the initial step (on staged groups)."
+        groups = self.optimizer.param_groups
+        if last_epoch == -1: self._start(groups)
+        for g in groups: g.setdefault('initial_lr', g['lr'])
+        self.base_lrs = [g['initial_lr'] for g in groups]
         self.last_epoch = last_epoch
         self._initial_step()
 
@@ -368,6 +419,7 @@ class LRScheduler(_Stateful):
         for g, lr in zip(self._groups(), lrs): g['lr'] = lr
         self._last_lr = [g['lr'] for g in self.optimizer.param_groups]
 
+    @_atomic
     def step(self):
         "Advance the schedule by one step; call it after `optimizer.step()`."
         self._groups()
@@ -382,7 +434,7 @@ class LRScheduler(_Stateful):
 
     def _current(self): return [g['lr'] for g in self._groups()]
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #5c94337a
+# %% ../../nbs/04e_lr_scheduler.ipynb #cf936c4f
 class StepLR(LRScheduler):
     "Multiply the rate by `gamma` every `step_size` steps; closed form `step_lr`."
     def __init__(self, optimizer, step_size:int, gamma:float=0.1, last_epoch:int=-1):
@@ -413,7 +465,7 @@ class MultiStepLR(LRScheduler):
 
     def _closed_form_lr(self): return [multistep_lr(self.last_epoch, b, self.milestones, self.gamma) for b in self.base_lrs]
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #e165701b
+# %% ../../nbs/04e_lr_scheduler.ipynb #66da4be9
 class ConstantLR(LRScheduler):
     "Run the first `total_iters` steps at `factor` times the rate; closed form `constant_lr`."
     def __init__(self, optimizer, factor:float=1/3, total_iters:int=5, last_epoch:int=-1):
@@ -476,7 +528,7 @@ class PolynomialLR(LRScheduler):
 
     def _closed_form_lr(self): return [polynomial_lr(self.last_epoch, b, self.total_iters, self.power) for b in self.base_lrs]
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #f14ae03f
+# %% ../../nbs/04e_lr_scheduler.ipynb #ccba7174
 class CosineAnnealingLR(LRScheduler):
     "Anneal the rate from its base value to `eta_min` along half a cosine in `T_max` steps; closed form `cosine_annealing`."
     def __init__(self, optimizer, T_max:int, eta_min:float=0.0, last_epoch:int=-1):
@@ -497,7 +549,7 @@ class CosineAnnealingLR(LRScheduler):
 
     def _closed_form_lr(self): return [cosine_annealing(self.last_epoch, b, self.T_max, self.eta_min) for b in self.base_lrs]
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #eff2ef6a
+# %% ../../nbs/04e_lr_scheduler.ipynb #12015942
 class CosineAnnealingWarmRestarts(LRScheduler):
     "Cosine annealing restarted after T₀, T₀·T_mult, ... steps; closed form `cosine_warm_restarts`."
     def __init__(self, optimizer, T_0:int, T_mult:int=1, eta_min:float=0.0, last_epoch:int=-1):
@@ -511,6 +563,7 @@ class CosineAnnealingWarmRestarts(LRScheduler):
         # η = η_min + (η₀ − η_min)(1 + cos(π T_cur / T_i))/2
         return [cosine_annealing(self.T_cur, b, self.T_i, self.eta_min) for b in self.base_lrs]
 
+    @_atomic
     def step(self, epoch:float=None): # jump to this (possibly fractional) epoch instead of adding 1
         "Advance by one step, or go to `epoch`."
         self._groups()
@@ -526,7 +579,7 @@ class CosineAnnealingWarmRestarts(LRScheduler):
         self.last_epoch = math.floor(epoch)
         self._set_lrs(self.get_lr())
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #e5234d59
+# %% ../../nbs/04e_lr_scheduler.ipynb #47c4b932
 def _momentum_key(optimizer):
     "'betas' when the groups have Adam's betas, 'momentum' when they have SGD's momentum."
     for key in ('betas', 'momentum'):
@@ -538,7 +591,7 @@ def _set_momentum(group, key, m):
     if key == 'betas': group['betas'] = (m, *group['betas'][1:])
     else: group['momentum'] = m
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #105c14dd
+# %% ../../nbs/04e_lr_scheduler.ipynb #05b363cb
 class CyclicLR(LRScheduler):
     "Cycle the rate between `base_lr` and `max_lr` (and momentum the other way); closed form `cyclic_lr`."
     _not_saved = ('scale_fn',)
@@ -570,12 +623,16 @@ class CyclicLR(LRScheduler):
             self.momentum_key = _momentum_key(optimizer)
             self.base_momentums = [_check_real('base_momentum', v, 0, 1) for v in _per_group('base_momentum', optimizer, base_momentum)]
             self.max_momentums = [_check_real('max_momentum', v, 0, 1) for v in _per_group('max_momentum', optimizer, max_momentum)]
-        if _check_int('last_epoch', last_epoch, -1) == -1:
-            for i, g in enumerate(optimizer.param_groups):
-                g['lr'] = base_lrs[i]
-                if self.cycle_momentum: _set_momentum(g, self.momentum_key, self.max_momentums[i])
+        self._start_lrs = base_lrs
         super().__init__(optimizer, last_epoch)
+        del self._start_lrs
         self.base_lrs = base_lrs
+
+    def _start(self, groups):
+        "A new cycle starts at `base_lr` (and `max_momentum`)."
+        for i, g in enumerate(groups):
+            g['lr'] = self._start_lrs[i]
+            if self.cycle_momentum: _set_momentum(g, self.momentum_key, self.max_momentums[i])
 
     def _value(self, lo, hi):
         return cyclic_lr(self.last_epoch, lo, hi, self.step_size_up, self.step_size_down, self.mode, self.gamma,
@@ -603,7 +660,7 @@ class CyclicLR(LRScheduler):
 
 def _is_function(f): return isinstance(f, (types.FunctionType, types.BuiltinFunctionType, types.MethodType))
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #8cbd3270
+# %% ../../nbs/04e_lr_scheduler.ipynb #ac7fc744
 class OneCycleLR(LRScheduler):
     "The one-cycle policy for the rate and, mirrored, the momentum (or β₁); closed form `one_cycle_lr`."
     def __init__(self, optimizer,
@@ -637,11 +694,15 @@ class OneCycleLR(LRScheduler):
             self.momentum_key = _momentum_key(optimizer)
             self.max_momentums = [_check_real('max_momentum', v, 0, 1) for v in _per_group('max_momentum', optimizer, max_momentum)]
             self.base_momentums = [_check_real('base_momentum', v, 0, 1) for v in _per_group('base_momentum', optimizer, base_momentum)]
-        if _check_int('last_epoch', last_epoch, -1) == -1:
-            for i, g in enumerate(optimizer.param_groups):
-                g['initial_lr'] = self.max_lrs[i] / div
-                if self.cycle_momentum: _set_momentum(g, self.momentum_key, self.max_momentums[i])
+        self._div = div
         super().__init__(optimizer, last_epoch)
+        del self._div
+
+    def _start(self, groups):
+        "A new cycle starts at `max_lr / div_factor` (and `max_momentum`)."
+        for i, g in enumerate(groups):
+            g['initial_lr'] = self.max_lrs[i] / self._div
+            if self.cycle_momentum: _set_momentum(g, self.momentum_key, self.max_momentums[i])
 
     def _value(self, start, peak, end):
         return one_cycle(self.last_epoch, self.total_steps, start, peak, end, self.pct_start, self.anneal_strategy, self.three_phase)
@@ -662,16 +723,32 @@ class OneCycleLR(LRScheduler):
                 _set_momentum(g, self.momentum_key, self._value(hi, lo, hi))
         return lrs
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #db9d1551
+# %% ../../nbs/04e_lr_scheduler.ipynb #d96e5a1b
 class _LambdaBase(LRScheduler):
-    _not_saved = ('lr_lambdas',)
+    _not_saved = ('lr_lambdas', '_one_per_group')
 
     def __init__(self, optimizer, lr_lambda, last_epoch):
         _check_optimizer(optimizer)
         self.lr_lambdas = _per_group('lr_lambda', optimizer, lr_lambda)
+        self._one_per_group = isinstance(lr_lambda, (list, tuple))
         for f in self.lr_lambdas:
             if not callable(f): raise ValueError(f"lr_lambda must be a function of the step count, got {type(f).__name__}")
         super().__init__(optimizer, last_epoch)
+
+    def _factor(self, i, epoch):
+        "λ(epoch) of group `i`, checked: a finite real number >= 0 (an exception it raises gets a note naming it)."
+        where = f'lr_lambda[{i}]' if self._one_per_group else 'lr_lambda'
+        try: value = self.lr_lambdas[i](epoch)
+        except Exception as e:
+            e.add_note(f'raised by the {where} of {type(self).__name__} at epoch {epoch}; nothing was changed')
+            raise
+        if not isinstance(value, (numbers.Real, np.bool_)):
+            raise TypeError(f"{type(self).__name__}: {where} returned {value!r:.40} ({type(value).__name__}) at epoch {epoch}; "
+                            f"it must return a real number >= 0 (a factor of the rate); nothing was changed")
+        if not 0 <= value < math.inf:
+            raise ValueError(f"{type(self).__name__}: {where} returned {value!r} at epoch {epoch}; "
+                             f"it must return a finite real number >= 0 (a factor of the rate); nothing was changed")
+        return value
 
     def state_dict(self):
         "Every attribute but the functions; a callable object's attributes are saved, a function is saved as None."
@@ -698,7 +775,7 @@ class LambdaLR(_LambdaBase):
 
     def get_lr(self):
         # η_t = η₀ λ(t)
-        return [b * f(self.last_epoch) for f, b in zip(self.lr_lambdas, self.base_lrs)]
+        return [b * self._factor(i, self.last_epoch) for i, b in enumerate(self.base_lrs)]
 
 class MultiplicativeLR(_LambdaBase):
     "Multiply each group's rate by λ(t) at every step t ≥ 1; closed form `multiplicative_lr`."
@@ -709,9 +786,9 @@ class MultiplicativeLR(_LambdaBase):
     def get_lr(self):
         if self._is_initial: return self._current()
         # η_t = η_{t−1} λ(t)
-        return [g['lr'] * f(self.last_epoch) for f, g in zip(self.lr_lambdas, self._groups())]
+        return [g['lr'] * self._factor(i, self.last_epoch) for i, g in enumerate(self._groups())]
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #9122efa1
+# %% ../../nbs/04e_lr_scheduler.ipynb #990d1b55
 class ExponentialDecayLR(LRScheduler):
     "numpy-ml's exponential schedule on each group's base rate; closed form `exponential_decay`."
     def __init__(self, optimizer, stage_length:int=500, staircase:bool=False, decay:float=0.1, last_epoch:int=-1):
@@ -733,7 +810,7 @@ class NoamLR(LRScheduler):
 
     def get_lr(self): return [noam_lr(self.last_epoch + 1, self.model_dim, k, self.warmup_steps) for k in self.scale_factors]
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #8a65fa9b
+# %% ../../nbs/04e_lr_scheduler.ipynb #9ab41759
 class _Composite(LRScheduler):
     "State of a scheduler made of schedulers: its own counters plus the `state_dict()` of each part."
     def state_dict(self):
@@ -771,7 +848,11 @@ class SequentialLR(_Composite):
         self._schedulers, self._milestones = list(schedulers), ms
         self.last_epoch = _check_int('last_epoch', last_epoch, -1) + 1
         self.optimizer = optimizer
-        for g in optimizer.param_groups: g['lr'] = g['initial_lr']
+        _transaction(self, self._restart)
+
+    def _restart(self):
+        "Undo the wrapped schedulers' initial steps and redo the first one's (on staged groups)."
+        for g in self.optimizer.param_groups: g['lr'] = g['initial_lr']
         self._undo(self)
         first = self._schedulers[bisect_right(self._milestones, 0)]
         first._initial_step()
@@ -783,7 +864,9 @@ class SequentialLR(_Composite):
             for s in sched._schedulers: self._undo(s)
         else: sched.last_epoch -= 1
 
+    @_atomic
     def step(self):
+        "Advance by one step: the scheduler whose turn it is steps (or starts, at a milestone)."
         self.last_epoch += 1
         i = bisect_right(self._milestones, self.last_epoch)
         sched = self._schedulers[i]
@@ -800,11 +883,13 @@ class ChainedScheduler(_Composite):
         self._schedulers, self.optimizer = list(schedulers), optimizer
         self._last_lr = [g['lr'] for g in optimizer.param_groups]
 
+    @_atomic
     def step(self):
+        "Step every scheduler; if one raises, none of the steps is kept."
         for s in self._schedulers: s.step()
         self._last_lr = [g['lr'] for g in self.optimizer.param_groups]
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #43b17e8e
+# %% ../../nbs/04e_lr_scheduler.ipynb #bb6778c6
 class ReduceLROnPlateau(_Stateful):
     "Multiply the rate by `factor` when the metric passed to `step(metrics)` stops improving."
     def __init__(self, optimizer,
@@ -838,7 +923,7 @@ class ReduceLROnPlateau(_Stateful):
 
     def step(self, metrics:float): # the monitored value, e.g. the validation loss of this epoch
         "Record one value of the metric; reduce the rate after more than `patience` bad steps."
-        current = float(metrics)
+        current = _check_metric(type(self).__name__, 'metrics', metrics)
         groups = self.optimizer.param_groups
         if len(groups) != len(self.min_lrs) and self.default_min_lr is None:
             raise ValueError(f"the optimizer has {len(groups)} param groups, but min_lr gives {len(self.min_lrs)} values")
@@ -857,7 +942,7 @@ class ReduceLROnPlateau(_Stateful):
             self.cooldown_counter, self.num_bad_epochs = self.cooldown, 0
         self._last_lr = [g['lr'] for g in groups]
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #cfeeb304
+# %% ../../nbs/04e_lr_scheduler.ipynb #688b616c
 def _gaussian_cdf(x, mean, var):
     "P(X <= x) for X ~ N(mean, var)."
     return (1 + math.erf((x - mean) / math.sqrt(var + np.finfo(float).eps) / math.sqrt(2))) / 2
@@ -887,7 +972,7 @@ def loss_plateaued(losses, # the recent loss values, oldest first (at least 4)
     keep = np.flatnonzero(y <= np.quantile(y, 0.9))
     return p_decreasing(y) < p and p_decreasing(y[keep], keep) < p
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #1aed4cfe
+# %% ../../nbs/04e_lr_scheduler.ipynb #a313d85d
 class KingLR(_Stateful):
     "Multiply the rate by `decay` whenever the last `patience + 1` losses show no decrease (King's test)."
     def __init__(self, optimizer,
@@ -902,7 +987,7 @@ class KingLR(_Stateful):
 
     def step(self, loss:float): # the loss of the batch just trained on
         "Record one loss; decay the rate if the window of the last `patience + 1` losses has plateaued."
-        loss = float(loss)
+        loss = _check_metric(type(self).__name__, 'loss', loss)
         self.last_epoch += 1
         self.loss_history = (self.loss_history + [loss])[-(self.patience + 1):]
         if len(self.loss_history) > self.patience and loss_plateaued(self.loss_history):
