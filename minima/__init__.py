@@ -6,8 +6,8 @@ __version__ = "0.1.0"
 # %% auto #0
 __all__ = []
 
-# %% ../nbs/99_package.ipynb #bac07de4
+# %% ../nbs/99_package.ipynb #cbf41bcd
 from . import autograd, init, nn, data, optim, checkpoint
-from .autograd import Tensor, no_grad, is_grad_enabled
+from .autograd import Tensor, no_grad, enable_grad, is_grad_enabled
 from .init import manual_seed
 from .checkpoint import save, load
