@@ -7,7 +7,7 @@ __all__ = ['OPTIMIZERS', 'DEFAULT_OPTIMIZERS', 'load_data', 'make_mlp', 'make_op
            'lr_sweep', 'best_lr', 'compare', 'results_table', 'moving_average', 'plot_losses', 'parse_args', 'run',
            'main']
 
-# %% ../nbs/07_compare.ipynb #485dbe40
+# %% ../nbs/07_compare.ipynb #463591dc
 import argparse, contextlib, math, sys, time
 from pathlib import Path
 
@@ -20,7 +20,7 @@ from .optim.sgd import SGD
 from .optim.adaptive import Adagrad, Adadelta, RMSprop
 from .optim.adam import Adam, AdamW, Adamax, NAdam, RAdam
 
-# %% ../nbs/07_compare.ipynb #637e110d
+# %% ../nbs/07_compare.ipynb #aa9eacc3
 def load_data(root:str=None, # folder with MNIST's IDX files; None: scikit-learn's digits
               seed:int=0, # seed of the digits train/test split
              )->tuple: # (x_train, y_train, x_test, y_test) as numpy arrays, images standardized
@@ -31,7 +31,7 @@ def load_data(root:str=None, # folder with MNIST's IDX files; None: scikit-learn
     mean, std = x.mean(), x.std()
     return ((x - mean) / std).astype(np.float32), y, ((xt - mean) / std).astype(np.float32), yt
 
-# %% ../nbs/07_compare.ipynb #1030078e
+# %% ../nbs/07_compare.ipynb #47fefb88
 def make_mlp(n_in:int, # input features
              n_hidden:int, # units in each of the two hidden layers
              n_out:int, # classes
@@ -45,7 +45,7 @@ def make_mlp(n_in:int, # input features
             layer.bias.data[...] = 0
     return model
 
-# %% ../nbs/07_compare.ipynb #207250e5
+# %% ../nbs/07_compare.ipynb #cf68a8ca
 OPTIMIZERS = { # name: (optimizer class, keyword arguments, default learning rate)
     'sgd':      (SGD,      {},                                 0.1),
     'momentum': (SGD,      dict(momentum=0.9, dampening=0.0),  0.03),
@@ -68,7 +68,7 @@ def make_optimizer(name:str, # a key of `OPTIMIZERS`
     cls, kwargs, default_lr = OPTIMIZERS[name]
     return cls(params, lr=default_lr if lr is None else lr, **kwargs)
 
-# %% ../nbs/07_compare.ipynb #73629a44
+# %% ../nbs/07_compare.ipynb #5bf08102
 def blas_threads(n:int=1): # threads for numpy's BLAS
     "Context manager that limits numpy's BLAS threads when `threadpoolctl` is installed."
     try: from threadpoolctl import threadpool_limits
@@ -130,7 +130,7 @@ def _progress(total, desc, on):
     except ImportError: return _NoBar()
     return tqdm(total=total, desc=f'{desc:>9}', unit='step', leave=True, file=sys.stderr)
 
-# %% ../nbs/07_compare.ipynb #7f049049
+# %% ../nbs/07_compare.ipynb #39ffd6cd
 def lr_sweep(names, # optimizer names
              data:tuple, # (x_train, y_train, x_test, y_test); only the training part is used
              lrs=None, # learning rates to try; None: each default times `factors`
@@ -154,7 +154,7 @@ def best_lr(rows:list)->float:
     "The learning rate with the best validation accuracy, ties broken by the lower validation loss."
     return max(rows, key=lambda r: (round(r[2], 6), -r[1]))[0]
 
-# %% ../nbs/07_compare.ipynb #6ee866fc
+# %% ../nbs/07_compare.ipynb #ec432e52
 def compare(names=DEFAULT_OPTIMIZERS, # optimizer names
             epochs:int=20, # epochs per run
             lr:float=None, # one learning rate for all; None: each optimizer's default
@@ -204,7 +204,7 @@ def plot_losses(results:list, # result dicts from `train` / `compare`
     if path is not None: fig.savefig(path, dpi=110)
     return fig
 
-# %% ../nbs/07_compare.ipynb #3e304a94
+# %% ../nbs/07_compare.ipynb #6a5e86c8
 class _Parser(argparse.ArgumentParser):
     "An `ArgumentParser` whose errors are one line on stderr (no usage block), exit code 2."
     def error(self, message): self.exit(2, f'{self.prog}: error: {message}\n')
@@ -267,7 +267,7 @@ def main(argv=None)->None:
     "Entry point of `python -m minima.compare` and the `minima-compare` console script."
     run(argv)
 
-# %% ../nbs/07_compare.ipynb #f554d3cb
+# %% ../nbs/07_compare.ipynb #04f95a17
 # `python -m minima.compare` runs this module as __main__; importing it (or exporting it from the
 # notebook, where __name__ is also '__main__') must not start a run, so check the file that runs.
 if __name__ == '__main__' and Path(getattr(sys.modules['__main__'], '__file__', '') or '').name == 'compare.py':
