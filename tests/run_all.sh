@@ -3,6 +3,8 @@
 # with its browser check. Any failure stops the script with a non-zero exit code.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# small matrices: one BLAS thread per process keeps the parallel notebook runs from oversubscribing the cores
+export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
 
 echo "== 1/5 notebooks and library in sync"
 snapshot=$(mktemp -d)
