@@ -5,10 +5,10 @@
 # %% auto #0
 __all__ = ['prepare_grad', 'sgd_update', 'resolve_wd', 'SGD']
 
-# %% ../../nbs/04b_optim_sgd.ipynb #88cae3bd
+# %% ../../nbs/04b_optim_sgd.ipynb #9e55c542
 import numpy as np
 
-# %% ../../nbs/04b_optim_sgd.ipynb #8045bfd2
+# %% ../../nbs/04b_optim_sgd.ipynb #7636e397
 def prepare_grad(param:np.ndarray, # parameter $\theta$, shrunk in place under decoupled decay
                  grad:np.ndarray, # gradient $\nabla f(\theta)$, never written
                  lr:float, # learning rate $\gamma$
@@ -27,7 +27,7 @@ def prepare_grad(param:np.ndarray, # parameter $\theta$, shrunk in place under d
     g = np.multiply(param, weight_decay, out=np.empty_like(param))
     return np.subtract(g, grad, out=g) if maximize else np.add(g, grad, out=g)
 
-# %% ../../nbs/04b_optim_sgd.ipynb #5b0ea739
+# %% ../../nbs/04b_optim_sgd.ipynb #685a7f49
 def sgd_update(param:np.ndarray, # parameter $\theta$, updated in place
                grad:np.ndarray, # gradient, not written
                state:dict, # buffers: `momentum_buffer` (zeros before the first step) when `momentum != 0`
@@ -61,7 +61,7 @@ def sgd_update(param:np.ndarray, # parameter $\theta$, updated in place
     # θ ← θ − γ d
     param -= lr * g
 
-# %% ../../nbs/04b_optim_sgd.ipynb #5e0b56be
+# %% ../../nbs/04b_optim_sgd.ipynb #0bda2b41
 from .base import Optimizer, Real, Flag, Optional, Rule
 
 def resolve_wd(owner:str, # class name, for messages
@@ -76,7 +76,7 @@ def resolve_wd(owner:str, # class name, for messages
                         f'weight_decay={weight_decay!r}; pass one (weight_decay=λ, decoupled_weight_decay=True is wd=λ)')
     return wd, True
 
-# %% ../../nbs/04b_optim_sgd.ipynb #f4886a60
+# %% ../../nbs/04b_optim_sgd.ipynb #cdd95646
 class SGD(Optimizer):
     "Stochastic gradient descent with optional momentum (moving average or PyTorch's), Nesterov momentum, weight decay."
     update = staticmethod(sgd_update)
@@ -86,7 +86,8 @@ class SGD(Optimizer):
                   lambda h: not h['nesterov'] or (h['momentum'] > 0 and h['dampening'] == 0),
                   "Nesterov momentum needs momentum > 0 and dampening=0 (PyTorch's form of momentum)"),)
 
-    def state_buffers(self, group): return ('momentum_buffer',) if group['momentum'] != 0 else ()
+    buffers = ('momentum_buffer',)
+    def state_buffers(self, group): return self.buffers if group['momentum'] != 0 else ()
 
     def __init__(self, params, # Parameters, (name, Parameter) pairs, or param-group dicts
                  lr:float=0.01, # learning rate $\gamma$
