@@ -9,13 +9,14 @@ __all__ = ['ALGORITHMS', 'TORCH_VARIANTS', 'QUICK', 'Algorithm', 'copy_bandwidth
            'targets_table', 'sweep', 'plot_sweep', 'mnist_shaped', 'minima_epoch', 'torch_epoch', 'e2e_epoch',
            'e2e_table', 'machine_info', 'report_markdown', 'parse_args', 'main']
 
-# %% ../nbs/06_bench.ipynb #c909e5c2
+# %% ../nbs/06_bench.ipynb #599727b2
 import argparse, gc, json, math, os, platform, shlex, statistics, sys, time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 import numpy as np
 
-# %% ../nbs/06_bench.ipynb #ae5fde48
+# %% ../nbs/06_bench.ipynb #bdfa5277
 @dataclass
 class Algorithm:
     "An optimizer as the benchmark sees it: its class in each library, its settings and its state size."
@@ -31,7 +32,7 @@ class Algorithm:
         "Bytes one step must move per parameter: read θ, g and the state, write θ and the state."
         return (3 + 2*self.n_state) * itemsize
 
-# %% ../nbs/06_bench.ipynb #e67dbdbd
+# %% ../nbs/06_bench.ipynb #1488a910
 ALGORITHMS = {a.key: a for a in [
     Algorithm('sgd_momentum', 'SGD momentum', 'SGD',     'SGD',     dict(lr=0.01, momentum=0.9), 1, dict(dampening=0)),
     Algorithm('adagrad',      'AdaGrad',      'Adagrad', 'Adagrad', dict(lr=0.01), 1),
@@ -40,19 +41,26 @@ ALGORITHMS = {a.key: a for a in [
     Algorithm('adamw',        'AdamW',        'AdamW',   'AdamW',   dict(lr=1e-3, weight_decay=1e-2), 2),
 ]}
 
-# %% ../nbs/06_bench.ipynb #c4732eff
+# %% ../nbs/06_bench.ipynb #9111e714
 def copy_bandwidth(n:int=10_000_000, # elements per array: make it far larger than the caches
                    repeats:int=20,   # timed repetitions; the median is kept
+                   threads:int=1,    # split the arrays between this many threads
                   )->float:
     "Bytes per second moved by the in-place `np.add(a, b, out=a)` on two float32 arrays of `n` elements."
     a, b = np.ones(n, np.float32), np.ones(n, np.float32)
-    np.add(a, b, out=a)  # touch every page before timing
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter(); np.add(a, b, out=a); times.append(time.perf_counter() - t0)
+    first, *rest = [slice(i * n // threads, (i + 1) * n // threads) for i in range(threads)]
+    with ThreadPoolExecutor(max(1, threads - 1)) as pool:
+        def add_all():
+            done = [pool.submit(np.add, a[s], b[s], out=a[s]) for s in rest]
+            np.add(a[first], b[first], out=a[first])
+            for d in done: d.result()
+        add_all()  # touch every page before timing
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter(); add_all(); times.append(time.perf_counter() - t0)
     return 3 * a.nbytes / statistics.median(times)
 
-# %% ../nbs/06_bench.ipynb #b9cfcc0e
+# %% ../nbs/06_bench.ipynb #00f39f61
 def memory_floor(algo:Algorithm, # the optimizer
                  n_params:int,   # parameters stepped (all parameters together)
                  bandwidth:float,# bytes per second, from `copy_bandwidth`
@@ -60,7 +68,7 @@ def memory_floor(algo:Algorithm, # the optimizer
     "Seconds one step needs at least: the bytes it must move divided by the copy bandwidth."
     return algo.bytes_per_param() * n_params / bandwidth
 
-# %% ../nbs/06_bench.ipynb #ab849f76
+# %% ../nbs/06_bench.ipynb #2c92b994
 def parse_layout(s:str)->tuple:
     "`'1000x10k'` -> `(1000, 10000)`: how many parameters, and the size of each."
     def number(t):
@@ -79,7 +87,7 @@ def layout_name(layout:tuple)->str:
     "`(1000, 10000)` -> `'1000 x 10k'`."
     return f"{layout[0]} x {human(layout[1])}"
 
-# %% ../nbs/06_bench.ipynb #03184915
+# %% ../nbs/06_bench.ipynb #6f8cf072
 def make_arrays(layout:tuple, # (count, size)
                 seed:int=0,   # seed of the numpy Generator
                )->list:
@@ -89,7 +97,7 @@ def make_arrays(layout:tuple, # (count, size)
     return [(rng.standard_normal(size, dtype=np.float32),
              rng.standard_normal(size, dtype=np.float32)) for _ in range(count)]
 
-# %% ../nbs/06_bench.ipynb #e6dd74d3
+# %% ../nbs/06_bench.ipynb #906897c2
 @dataclass
 class Stepper:
     "A zero-argument optimizer `step` and a function returning the parameters it updates as numpy arrays."
@@ -108,7 +116,7 @@ def minima_stepper(algo:Algorithm, # the optimizer
     opt = getattr(optim, algo.minima)(params, **algo.kwargs, **algo.minima_kwargs)
     return Stepper(opt.step, lambda: [p.data for p in params])
 
-# %% ../nbs/06_bench.ipynb #9433d463
+# %% ../nbs/06_bench.ipynb #8eeafd4c
 TORCH_VARIANTS = {'torch': dict(foreach=False), 'foreach': dict(foreach=True), 'fused': dict(fused=True)}
 
 def torch_stepper(algo:Algorithm, # the optimizer
@@ -123,7 +131,7 @@ def torch_stepper(algo:Algorithm, # the optimizer
     opt = getattr(torch.optim, algo.torch)(params, **algo.kwargs, **TORCH_VARIANTS[variant])
     return Stepper(opt.step, lambda: [p.detach().numpy() for p in params])
 
-# %% ../nbs/06_bench.ipynb #b77cb382
+# %% ../nbs/06_bench.ipynb #2350cb39
 def torch_available()->bool:
     "Whether torch can be imported (it is a development dependency, not a runtime one)."
     try: import torch
@@ -143,11 +151,12 @@ def make_steppers(algo:Algorithm, arrays:list, torch_too:bool=True)->tuple:
         except Exception as e: missing[name] = f"{type(e).__name__}: {e}"
     return steppers, missing
 
-# %% ../nbs/06_bench.ipynb #6e519fa9
+# %% ../nbs/06_bench.ipynb #e95a929c
 def time_steps(steppers:dict, # {name: Stepper}
                warmup:int=1,  # untimed steps per contender
                repeats:int=15,# timed steps per contender, interleaved
                max_seconds:float=20, # stop after this long, once 5 rounds are done
+               settle:int=1,  # untimed steps at the start of each turn
               )->dict:
     "Median seconds per step of each contender, timed in interleaved rounds."
     for s in steppers.values():
@@ -158,12 +167,13 @@ def time_steps(steppers:dict, # {name: Stepper}
     try:
         for r in range(repeats):
             for name, s in steppers.items():
+                for _ in range(settle): s.step()
                 t0 = time.perf_counter(); s.step(); times[name].append(time.perf_counter() - t0)
             if r >= 4 and time.perf_counter() - start > max_seconds: break
     finally: gc.enable()
     return {name: statistics.median(t) for name, t in times.items()}
 
-# %% ../nbs/06_bench.ipynb #409587b8
+# %% ../nbs/06_bench.ipynb #aaf1e41d
 def bench_case(algo:Algorithm, # the optimizer
                layout:tuple,   # (count, size)
                bandwidth:float,# bytes per second, from `copy_bandwidth`
@@ -184,7 +194,7 @@ def bench_case(algo:Algorithm, # the optimizer
     rec['missing'] = missing
     return rec
 
-# %% ../nbs/06_bench.ipynb #71c97c05
+# %% ../nbs/06_bench.ipynb #3afcff2b
 def _ms(x): return '–' if x is None else f"{x:.3g}" if x < 1 else f"{x:.2f}"
 
 def progress_line(rec:dict, i:int, total:int)->str:
@@ -193,7 +203,7 @@ def progress_line(rec:dict, i:int, total:int)->str:
     ratio = f" ({rec['minima_ms']/rec['floor_ms']:.1f}x floor)" if rec.get('minima_ms') else ''
     return f"[{i}/{total}] {rec['label']:12} {rec['layout']:11} ms/step: " + ' | '.join(parts) + f" | floor {_ms(rec['floor_ms'])}{ratio}"
 
-# %% ../nbs/06_bench.ipynb #e762ef77
+# %% ../nbs/06_bench.ipynb #341da273
 def _ratio(a, b): return None if a is None or b is None or b == 0 else a / b
 
 def markdown_table(records:list)->str:
@@ -208,7 +218,7 @@ def markdown_table(records:list)->str:
         lines.append('| ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines)
 
-# %% ../nbs/06_bench.ipynb #38c73e6a
+# %% ../nbs/06_bench.ipynb #cf45a9c4
 def check_targets(records:list)->list:
     "Each speed target as a dict: what is compared, the measured value, the bar and whether it is met."
     by = {(r['algorithm'], r['count'], r['size']): r for r in records}
@@ -235,7 +245,7 @@ def targets_table(checks:list)->str:
     lines += [f"| {c['target']} | {c['value']:.2f} | {c['bar']} | {'yes' if c['met'] else 'no'} |" for c in checks]
     return '\n'.join(lines)
 
-# %% ../nbs/06_bench.ipynb #843bf622
+# %% ../nbs/06_bench.ipynb #d59826cd
 def sweep(sizes:list,            # parameter counts, one tensor each
           bandwidth:float,       # bytes per second, from `copy_bandwidth`
           algo:str='adam',       # a key of `ALGORITHMS`
@@ -258,7 +268,7 @@ def sweep(sizes:list,            # parameter counts, one tensor each
         out.append(rec)
     return out
 
-# %% ../nbs/06_bench.ipynb #8a983efa
+# %% ../nbs/06_bench.ipynb #7f54c8be
 def plot_sweep(records:list, path=None):
     "Step time and time per parameter against parameter count, log-log; saved to `path` when given."
     import matplotlib.pyplot as plt
@@ -278,13 +288,13 @@ def plot_sweep(records:list, path=None):
     if path is not None: fig.savefig(path, dpi=110)
     return fig
 
-# %% ../nbs/06_bench.ipynb #fec8f32c
+# %% ../nbs/06_bench.ipynb #c7a28e44
 def mnist_shaped(n_samples:int=60_000, seed:int=0)->tuple:
     "Random float32 images of 784 pixels and integer labels 0-9, shaped like MNIST's training set."
     rng = np.random.default_rng(seed)
     return rng.standard_normal((n_samples, 784), dtype=np.float32), rng.integers(0, 10, n_samples)
 
-# %% ../nbs/06_bench.ipynb #be4ef27e
+# %% ../nbs/06_bench.ipynb #b230f6d7
 def minima_epoch(x:np.ndarray, y:np.ndarray, batch_size:int=128, seed:int=0)->dict:
     "Train a fresh minima MLP for one epoch with Adam: seconds, mean loss, and the initial weights."
     from minima.init import manual_seed
@@ -304,7 +314,7 @@ def minima_epoch(x:np.ndarray, y:np.ndarray, batch_size:int=128, seed:int=0)->di
         losses.append(loss.item())
     return dict(seconds=time.perf_counter() - t0, mean_loss=float(np.mean(losses)), init=init)
 
-# %% ../nbs/06_bench.ipynb #7e366b65
+# %% ../nbs/06_bench.ipynb #2a5866bd
 def torch_epoch(x:np.ndarray, y:np.ndarray, init:dict, batch_size:int=128)->dict:
     "The same epoch in torch on the CPU, starting from minima's initial weights `init`."
     import torch
@@ -322,7 +332,7 @@ def torch_epoch(x:np.ndarray, y:np.ndarray, init:dict, batch_size:int=128)->dict
         losses.append(loss.item())
     return dict(seconds=time.perf_counter() - t0, mean_loss=float(np.mean(losses)))
 
-# %% ../nbs/06_bench.ipynb #4e731a0e
+# %% ../nbs/06_bench.ipynb #a06d01af
 def e2e_epoch(n_samples:int=60_000, # training samples
               batch_size:int=128,   # samples per step
               seed:int=0, torch_too:bool=True)->dict:
@@ -345,7 +355,7 @@ def e2e_table(rec:dict)->str:
                   f"| minima / torch | {rec['minima_over_torch']:.2f} | |"]
     return '\n'.join(lines)
 
-# %% ../nbs/06_bench.ipynb #c0407a61
+# %% ../nbs/06_bench.ipynb #65aaf29a
 def machine_info()->dict:
     "What the numbers were measured on."
     info = dict(date_utc=time.strftime('%Y-%m-%d %H:%M', time.gmtime()), platform=platform.platform(),
@@ -355,17 +365,19 @@ def machine_info()->dict:
         info.update(torch=torch.__version__, torch_threads=torch.get_num_threads())
     return info
 
-# %% ../nbs/06_bench.ipynb #18163e61
+# %% ../nbs/06_bench.ipynb #c9318eb3
 def report_markdown(result:dict)->str:
     "The whole run as a markdown document."
     meta = result['meta']
     out = [f"# minima.bench results", "",
            f"Command: `{meta['command']}`  ", f"Measured {meta['date_utc']} UTC on {meta['platform']}, "
            f"{meta['cpus']} CPUs, numpy {meta['numpy']}" + (f", torch {meta['torch']} ({meta['torch_threads']} threads)" if 'torch' in meta else '') + ".  ",
-           f"Copy bandwidth (`np.add(a, b, out=a)`, 10M float32): {result['bandwidth_GBps']:.1f} GB/s. "
-           f"Median of {meta['repeats']} interleaved steps per contender; times in ms per step."]
-    if result.get('cases'):
-        out += ["", "## Step time", "", markdown_table(result['cases']), "", "## Targets", "", targets_table(result['targets'])]
+           f"Copy bandwidth (`np.add(a, b, out=a)`, 10M float32): {result['bandwidth_one_thread_GBps']:.1f} GB/s on one thread, "
+           f"{result['bandwidth_all_threads_GBps']:.1f} GB/s on {meta['cpus']}; the floor uses {result['bandwidth_GBps']:.1f} GB/s.  ",
+           f"Median of up to {meta['repeats']} timed steps per contender and case, each after one untimed step, "
+           f"contenders taking turns; times in ms per step."]
+    if result.get('cases'): out += ["", "## Step time", "", markdown_table(result['cases'])]
+    if result.get('targets'): out += ["", "## Targets", "", targets_table(result['targets'])]
     if result.get('sweep'):
         out += ["", "## Adam, one tensor of n parameters (ms per step)", "",
                 '| n | minima | torch | foreach | fused | floor |', '|---|---|---|---|---|---|']
@@ -376,7 +388,7 @@ def report_markdown(result:dict)->str:
         out += ["", f"## One epoch: MLP 784-256-256-10, Adam, batch {e['batch_size']}, {e['n_samples']} samples", "", e2e_table(e)]
     return '\n'.join(out) + '\n'
 
-# %% ../nbs/06_bench.ipynb #35597847
+# %% ../nbs/06_bench.ipynb #aebc3d05
 QUICK = dict(layouts='1x100k,100x1k,1000x100', sweep='1e3,1e4,1e5', repeats=5, e2e_samples=2048)
 
 def parse_args(argv=None):
@@ -384,7 +396,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(prog='python -m minima.bench', description='Optimizer step time against the memory floor and torch.optim.')
     p.add_argument('--algos', default=','.join(ALGORITHMS), help='comma-separated algorithms')
     p.add_argument('--layouts', default='1x10M,1000x10k,10000x100', help='comma-separated COUNTxSIZE float32 layouts')
-    p.add_argument('--repeats', type=int, default=15, help='timed steps per contender and case')
+    p.add_argument('--repeats', type=int, default=15, help='timed steps per contender and case (each after one untimed step)')
     p.add_argument('--warmup', type=int, default=1, help='untimed steps after the first')
     p.add_argument('--sweep', default='1e3,1e4,1e5,1e6,1e7,1e8', help="Adam parameter counts for the size sweep ('' skips it)")
     p.add_argument('--e2e', action='store_true', help='also time one training epoch against torch')
@@ -397,7 +409,7 @@ def parse_args(argv=None):
     if p.parse_args(argv).quick: p.set_defaults(**QUICK)  # options given explicitly still win
     return p.parse_args(argv)
 
-# %% ../nbs/06_bench.ipynb #f529ee42
+# %% ../nbs/06_bench.ipynb #dbd8045b
 def main(argv=None)->dict:
     "Run the benchmark from the command line; returns the result it writes."
     args = parse_args(argv)
@@ -406,9 +418,12 @@ def main(argv=None)->dict:
     layouts = [parse_layout(s) for s in args.layouts.split(',') if s.strip()]
     meta = machine_info() | dict(command=shlex.join(['python', '-m', 'minima.bench', *(sys.argv[1:] if argv is None else argv)]),
                                  repeats=args.repeats, warmup=args.warmup)
-    bandwidth = copy_bandwidth()
-    print(f"copy bandwidth {bandwidth/1e9:.1f} GB/s", flush=True)
-    result = dict(meta=meta, bandwidth_GBps=bandwidth / 1e9, cases=[], targets=[], sweep=[], e2e=None)
+    threads = os.cpu_count() or 1
+    bw_one, bw_all = copy_bandwidth(), copy_bandwidth(threads=threads)
+    bandwidth = max(bw_one, bw_all)
+    print(f"copy bandwidth {bw_one/1e9:.1f} GB/s on one thread, {bw_all/1e9:.1f} GB/s on {threads}", flush=True)
+    result = dict(meta=meta, bandwidth_GBps=bandwidth / 1e9, bandwidth_one_thread_GBps=bw_one / 1e9,
+                  bandwidth_all_threads_GBps=bw_all / 1e9, cases=[], targets=[], sweep=[], e2e=None)
     if not args.no_table:
         total = len(algos) * len(layouts)
         for i, (algo, layout) in enumerate(((a, l) for a in algos for l in layouts), 1):
@@ -418,7 +433,12 @@ def main(argv=None)->dict:
         result['targets'] = check_targets(result['cases'])
     sizes = [int(float(s)) for s in args.sweep.split(',') if s.strip()]
     if sizes: result['sweep'] = sweep(sizes, bandwidth, torch_too=torch_too, seed=args.seed, log=lambda s: print(s, flush=True))
-    if args.e2e: result['e2e'] = e2e_epoch(args.e2e_samples, seed=args.seed, torch_too=torch_too)
+    if args.e2e:
+        e = result['e2e'] = e2e_epoch(args.e2e_samples, seed=args.seed, torch_too=torch_too)
+        print(f"one epoch: minima {e['minima_s']:.2f} s" + (f", torch {e['torch_s']:.2f} s" if 'torch_s' in e else ''), flush=True)
+        if 'torch_s' in e:
+            result['targets'].append(dict(target='one training epoch: minima / torch', value=e['minima_over_torch'],
+                                          bar='<= 2', met=bool(e['minima_over_torch'] <= 2)))
     out = Path(args.out); out.mkdir(parents=True, exist_ok=True)
     md = report_markdown(result)
     (out/'results.md').write_text(md)
@@ -429,5 +449,5 @@ def main(argv=None)->dict:
     print('\n' + md + f"\nwritten to {out}/", flush=True)
     return result
 
-# %% ../nbs/06_bench.ipynb #479bdb88
+# %% ../nbs/06_bench.ipynb #cd571270
 if __name__ == '__main__' and not getattr(__import__('builtins'), '__IPYTHON__', False): main()
