@@ -6,7 +6,7 @@ __version__ = "0.1.0"
 # %% auto #0
 __all__ = []
 
-# %% ../nbs/99_package.ipynb #cbf41bcd
+# %% ../nbs/99_package.ipynb #b993feaa
 from . import autograd, init, nn, data, optim, checkpoint
 from .autograd import Tensor, no_grad, enable_grad, is_grad_enabled
 from .init import manual_seed
