@@ -6,11 +6,11 @@
 __all__ = ['adam_update', 'adamax_update', 'nadam_momentum', 'nadam_update', 'radam_update', 'resolve_betas', 'Adam', 'AdamW',
            'Adamax', 'NAdam', 'RAdam']
 
-# %% ../../nbs/04d_optim_adam.ipynb #a11b7380
+# %% ../../nbs/04d_optim_adam.ipynb #611ddb07
 import numpy as np
 from .sgd import prepare_grad
 
-# %% ../../nbs/04d_optim_adam.ipynb #f0cacb40
+# %% ../../nbs/04d_optim_adam.ipynb #e604271a
 def _ema(avg, x, weight, scratch):
     "avg ← avg + weight·(x − avg), the moving average (1 − weight)·avg + weight·x, in place."
     np.subtract(x, avg, out=scratch); scratch *= weight; avg += scratch
@@ -19,7 +19,7 @@ def _ema_sq(avg, x, weight, scratch):
     "avg ← (1 − weight)·avg + weight·x², in place."
     np.multiply(x, x, out=scratch); scratch *= weight; avg *= 1 - weight; avg += scratch
 
-# %% ../../nbs/04d_optim_adam.ipynb #3e3c65f4
+# %% ../../nbs/04d_optim_adam.ipynb #2b09fbd0
 def adam_update(param:np.ndarray, # parameter $\theta$, updated in place
                 grad:np.ndarray, # gradient, not written
                 state:dict, # buffers `exp_avg`, `exp_avg_sq` (and `max_exp_avg_sq` with AMSGrad), zeros before step 1
@@ -45,13 +45,14 @@ def adam_update(param:np.ndarray, # parameter $\theta$, updated in place
     if amsgrad:
         # v_max ← max(v_max, v)
         v = np.maximum(state['max_exp_avg_sq'], v, out=state['max_exp_avg_sq'])
-    # d = √v / √(1 − β₂ᵗ) + ε
-    np.sqrt(v, out=d); d /= (1 - b2 ** step) ** 0.5; d += eps
-    # θ ← θ − γ / (1 − β₁ᵗ) · m / d
-    np.divide(m, d, out=d); d *= lr / (1 - b1 ** step)
+    # s = √(1 − β₂ᵗ) ;  d = √v + ε s
+    s = (1 - b2 ** step) ** 0.5
+    np.sqrt(v, out=d); d += eps * s
+    # θ ← θ − γ s / (1 − β₁ᵗ) · m / d
+    np.divide(m, d, out=d); d *= lr * s / (1 - b1 ** step)
     param -= d
 
-# %% ../../nbs/04d_optim_adam.ipynb #39958b17
+# %% ../../nbs/04d_optim_adam.ipynb #1116134f
 def adamax_update(param:np.ndarray, # parameter $\theta$, updated in place
                   grad:np.ndarray, # gradient, not written
                   state:dict, # buffers `exp_avg`, `exp_inf`
@@ -77,7 +78,7 @@ def adamax_update(param:np.ndarray, # parameter $\theta$, updated in place
     np.divide(m, u, out=d); d *= lr / (1 - b1 ** step)
     param -= d
 
-# %% ../../nbs/04d_optim_adam.ipynb #6d0c8d9d
+# %% ../../nbs/04d_optim_adam.ipynb #55c28d46
 def nadam_momentum(step:int, # step $t$
                    beta1:float, # $\beta_1$
                    momentum_decay:float, # $\psi$
@@ -120,7 +121,7 @@ def nadam_update(param:np.ndarray, # parameter $\theta$, updated in place
     # θ ← θ − γ μ_{t+1} / (1 − Π_t μ_{t+1}) · m / d
     np.divide(m, d, out=e); e *= lr * mu_next / (1 - mu_product * mu_next); param -= e
 
-# %% ../../nbs/04d_optim_adam.ipynb #d69000c8
+# %% ../../nbs/04d_optim_adam.ipynb #8b943e9e
 def radam_update(param:np.ndarray, # parameter $\theta$, updated in place
                  grad:np.ndarray, # gradient, not written
                  state:dict, # buffers `exp_avg`, `exp_avg_sq`
@@ -156,7 +157,7 @@ def radam_update(param:np.ndarray, # parameter $\theta$, updated in place
     # θ ← θ − e
     param -= e
 
-# %% ../../nbs/04d_optim_adam.ipynb #c1a71ed0
+# %% ../../nbs/04d_optim_adam.ipynb #227be887
 from .base import Optimizer, Real, Flag, Pair
 
 _adam_common = dict(lr=Real('[0, inf)'), betas=Pair(Real('[0, 1)')), eps=Real('[0, inf)'),
@@ -174,7 +175,7 @@ def resolve_betas(owner:str, # class name, for messages
     if beta1 is None and beta2 is None: return betas
     return (betas[0] if beta1 is None else beta1, betas[1] if beta2 is None else beta2)
 
-# %% ../../nbs/04d_optim_adam.ipynb #c8bac71e
+# %% ../../nbs/04d_optim_adam.ipynb #f52725d0
 class Adam(Optimizer):
     "Adam, with AMSGrad and L2 or decoupled weight decay; bias correction by the step count."
     update = staticmethod(adam_update)
@@ -220,7 +221,7 @@ class AdamW(Adam):
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad, beta1=beta1, beta2=beta2, maximize=maximize,
                          decoupled_weight_decay=True, nonfinite=nonfinite, clip_norm=clip_norm)
 
-# %% ../../nbs/04d_optim_adam.ipynb #9f82be32
+# %% ../../nbs/04d_optim_adam.ipynb #17349551
 class Adamax(Optimizer):
     "Adamax: Adam with the decayed maximum of $|g|$ in place of the root mean square."
     update = staticmethod(adamax_update)
