@@ -182,7 +182,7 @@ def run_update_in_chunks(update, # the algorithm's pure in-place update function
     try: run()
     finally: other.result()
 
-# %% ../../nbs/04a_optim_base.ipynb #b6370e93
+# %% ../../nbs/04a_optim_base.ipynb #45b7ea8e
 BATCH_SIZE = 2**16 # elements per batch of small parameters (256 KiB of float32): a batch's arrays stay in a core's L2 cache
 SMALL_SIZE = 4096 # parameters up to this size are batched; for larger ones the copies in and out cost as much as the calls they save
 
@@ -193,6 +193,8 @@ def run_update_batched(update, # the algorithm's pure in-place update function
                        scratch:dict, # 'param' and 'grad' -> flat arrays of at least the batch's size
                        **hyper): # step, hyperparameters and step scalars shared by the whole batch
     "Copy the parameters and gradients into flat scratch arrays, call `update` once, copy the parameters back."
+    if len(params) == 1: # nothing to gather: flat views of the one parameter and its gradient
+        return update(params[0].reshape(-1), grads[0].reshape(-1), buffers, **hyper)
     n = sum(p.size for p in params)
     p_flat = np.concatenate(params, axis=None, out=scratch['param'][:n])
     g_flat = np.concatenate(grads, axis=None, out=scratch['grad'][:n])
