@@ -9,14 +9,14 @@ __all__ = ['ALGORITHMS', 'TORCH_VARIANTS', 'QUICK', 'Algorithm', 'copy_bandwidth
            'targets_table', 'sweep', 'plot_sweep', 'mnist_shaped', 'minima_epoch', 'torch_epoch', 'e2e_epoch',
            'e2e_table', 'machine_info', 'report_markdown', 'parse_args', 'main']
 
-# %% ../nbs/06_bench.ipynb #ca528ed8
+# %% ../nbs/06_bench.ipynb #8b12450b
 import argparse, gc, json, math, os, platform, shlex, statistics, sys, time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 import numpy as np
 
-# %% ../nbs/06_bench.ipynb #db95dbe4
+# %% ../nbs/06_bench.ipynb #0d3e732a
 @dataclass
 class Algorithm:
     "An optimizer as the benchmark sees it: its class in each library, its settings and its state size."
@@ -32,7 +32,7 @@ class Algorithm:
         "Bytes one step must move per parameter: read θ, g and the state, write θ and the state."
         return (3 + 2*self.n_state) * itemsize
 
-# %% ../nbs/06_bench.ipynb #8d27ac30
+# %% ../nbs/06_bench.ipynb #bdcf8eb7
 ALGORITHMS = {a.key: a for a in [
     Algorithm('sgd_momentum', 'SGD momentum', 'SGD',     'SGD',     dict(lr=0.01, momentum=0.9), 1, dict(dampening=0)),
     Algorithm('adagrad',      'AdaGrad',      'Adagrad', 'Adagrad', dict(lr=0.01), 1),
@@ -41,7 +41,7 @@ ALGORITHMS = {a.key: a for a in [
     Algorithm('adamw',        'AdamW',        'AdamW',   'AdamW',   dict(lr=1e-3, weight_decay=1e-2), 2),
 ]}
 
-# %% ../nbs/06_bench.ipynb #325a9d57
+# %% ../nbs/06_bench.ipynb #1e2eed31
 def copy_bandwidth(n:int=10_000_000, # elements per array: make it far larger than the caches
                    repeats:int=20,   # timed repetitions; the median is kept
                    threads:int=1,    # split the arrays between this many threads
@@ -60,7 +60,7 @@ def copy_bandwidth(n:int=10_000_000, # elements per array: make it far larger th
             t0 = time.perf_counter(); add_all(); times.append(time.perf_counter() - t0)
     return 3 * a.nbytes / statistics.median(times)
 
-# %% ../nbs/06_bench.ipynb #2128099d
+# %% ../nbs/06_bench.ipynb #971ca6c7
 def memory_floor(algo:Algorithm, # the optimizer
                  n_params:int,   # parameters stepped (all parameters together)
                  bandwidth:float,# bytes per second, from `copy_bandwidth`
@@ -68,7 +68,7 @@ def memory_floor(algo:Algorithm, # the optimizer
     "Seconds one step needs at least: the bytes it must move divided by the copy bandwidth."
     return algo.bytes_per_param() * n_params / bandwidth
 
-# %% ../nbs/06_bench.ipynb #3b35d87b
+# %% ../nbs/06_bench.ipynb #541b31ba
 def parse_layout(s:str)->tuple:
     "`'1000x10k'` -> `(1000, 10000)`: how many parameters, and the size of each."
     def number(t):
@@ -87,7 +87,7 @@ def layout_name(layout:tuple)->str:
     "`(1000, 10000)` -> `'1000 x 10k'`."
     return f"{layout[0]} x {human(layout[1])}"
 
-# %% ../nbs/06_bench.ipynb #95b39f63
+# %% ../nbs/06_bench.ipynb #9a3a93b1
 def make_arrays(layout:tuple, # (count, size)
                 seed:int=0,   # seed of the numpy Generator
                )->list:
@@ -97,7 +97,7 @@ def make_arrays(layout:tuple, # (count, size)
     return [(rng.standard_normal(size, dtype=np.float32),
              rng.standard_normal(size, dtype=np.float32)) for _ in range(count)]
 
-# %% ../nbs/06_bench.ipynb #436c8801
+# %% ../nbs/06_bench.ipynb #9786c8c6
 @dataclass
 class Stepper:
     "A zero-argument optimizer `step` and a function returning the parameters it updates as numpy arrays."
@@ -116,7 +116,7 @@ def minima_stepper(algo:Algorithm, # the optimizer
     opt = getattr(optim, algo.minima)(params, **algo.kwargs, **algo.minima_kwargs)
     return Stepper(opt.step, lambda: [p.data for p in params])
 
-# %% ../nbs/06_bench.ipynb #ea906484
+# %% ../nbs/06_bench.ipynb #7c742f8f
 TORCH_VARIANTS = {'torch': dict(foreach=False), 'foreach': dict(foreach=True), 'fused': dict(fused=True)}
 
 def torch_stepper(algo:Algorithm, # the optimizer
@@ -131,7 +131,7 @@ def torch_stepper(algo:Algorithm, # the optimizer
     opt = getattr(torch.optim, algo.torch)(params, **algo.kwargs, **TORCH_VARIANTS[variant])
     return Stepper(opt.step, lambda: [p.detach().numpy() for p in params])
 
-# %% ../nbs/06_bench.ipynb #14cc9df5
+# %% ../nbs/06_bench.ipynb #775e76a3
 def torch_available()->bool:
     "Whether torch can be imported (it is a development dependency, not a runtime one)."
     try: import torch
@@ -151,7 +151,7 @@ def make_steppers(algo:Algorithm, arrays:list, torch_too:bool=True)->tuple:
         except Exception as e: missing[name] = f"{type(e).__name__}: {e}"
     return steppers, missing
 
-# %% ../nbs/06_bench.ipynb #0c6889ad
+# %% ../nbs/06_bench.ipynb #da99b8d3
 def time_steps(steppers:dict, # {name: Stepper}
                warmup:int=1,  # untimed steps per contender
                repeats:int=15,# timed steps per contender, interleaved
@@ -173,7 +173,7 @@ def time_steps(steppers:dict, # {name: Stepper}
     finally: gc.enable()
     return {name: statistics.median(t) for name, t in times.items()}
 
-# %% ../nbs/06_bench.ipynb #46387f00
+# %% ../nbs/06_bench.ipynb #0d4b80c4
 def bench_case(algo:Algorithm, # the optimizer
                layout:tuple,   # (count, size)
                bandwidth:float,# bytes per second, from `copy_bandwidth`
@@ -194,7 +194,7 @@ def bench_case(algo:Algorithm, # the optimizer
     rec['missing'] = missing
     return rec
 
-# %% ../nbs/06_bench.ipynb #38d5ab0f
+# %% ../nbs/06_bench.ipynb #cec894c0
 def _ms(x): return '–' if x is None else f"{x:.3g}" if x < 1 else f"{x:.2f}"
 
 def progress_line(rec:dict, i:int, total:int)->str:
@@ -203,7 +203,7 @@ def progress_line(rec:dict, i:int, total:int)->str:
     ratio = f" ({rec['minima_ms']/rec['floor_ms']:.1f}x floor)" if rec.get('minima_ms') else ''
     return f"[{i}/{total}] {rec['label']:12} {rec['layout']:11} ms/step: " + ' | '.join(parts) + f" | floor {_ms(rec['floor_ms'])}{ratio}"
 
-# %% ../nbs/06_bench.ipynb #8bb81d2c
+# %% ../nbs/06_bench.ipynb #4f627445
 def _ratio(a, b): return None if a is None or b is None or b == 0 else a / b
 
 def markdown_table(records:list)->str:
@@ -218,7 +218,7 @@ def markdown_table(records:list)->str:
         lines.append('| ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines)
 
-# %% ../nbs/06_bench.ipynb #11cd22bf
+# %% ../nbs/06_bench.ipynb #58ae9cae
 def check_targets(records:list)->list:
     "Each speed target as a dict: what is compared, the measured value, the bar and whether it is met."
     by = {(r['algorithm'], r['count'], r['size']): r for r in records}
@@ -245,7 +245,7 @@ def targets_table(checks:list)->str:
     lines += [f"| {c['target']} | {c['value']:.2f} | {c['bar']} | {'yes' if c['met'] else 'no'} |" for c in checks]
     return '\n'.join(lines)
 
-# %% ../nbs/06_bench.ipynb #007852b5
+# %% ../nbs/06_bench.ipynb #852fd4f7
 def sweep(sizes:list,            # parameter counts, one tensor each
           bandwidth:float,       # bytes per second, from `copy_bandwidth`
           algo:str='adam',       # a key of `ALGORITHMS`
@@ -268,7 +268,7 @@ def sweep(sizes:list,            # parameter counts, one tensor each
         out.append(rec)
     return out
 
-# %% ../nbs/06_bench.ipynb #fc4c1c2f
+# %% ../nbs/06_bench.ipynb #854cfc99
 def plot_sweep(records:list, path=None):
     "Step time and time per parameter against parameter count, log-log; saved to `path` when given."
     import matplotlib.pyplot as plt
@@ -288,13 +288,13 @@ def plot_sweep(records:list, path=None):
     if path is not None: fig.savefig(path, dpi=110)
     return fig
 
-# %% ../nbs/06_bench.ipynb #bb7ca518
+# %% ../nbs/06_bench.ipynb #4dc1a89d
 def mnist_shaped(n_samples:int=60_000, seed:int=0)->tuple:
     "Random float32 images of 784 pixels and integer labels 0-9, shaped like MNIST's training set."
     rng = np.random.default_rng(seed)
     return rng.standard_normal((n_samples, 784), dtype=np.float32), rng.integers(0, 10, n_samples)
 
-# %% ../nbs/06_bench.ipynb #4d1a14eb
+# %% ../nbs/06_bench.ipynb #1e62a5f9
 def minima_epoch(x:np.ndarray, y:np.ndarray, batch_size:int=128, seed:int=0)->dict:
     "Train a fresh minima MLP for one epoch with Adam: seconds, mean loss, and the initial weights."
     from minima.init import manual_seed
@@ -314,7 +314,7 @@ def minima_epoch(x:np.ndarray, y:np.ndarray, batch_size:int=128, seed:int=0)->di
         losses.append(loss.item())
     return dict(seconds=time.perf_counter() - t0, mean_loss=float(np.mean(losses)), init=init)
 
-# %% ../nbs/06_bench.ipynb #963adacf
+# %% ../nbs/06_bench.ipynb #05c25eff
 def torch_epoch(x:np.ndarray, y:np.ndarray, init:dict, batch_size:int=128)->dict:
     "The same epoch in torch on the CPU, starting from minima's initial weights `init`."
     import torch
@@ -332,7 +332,7 @@ def torch_epoch(x:np.ndarray, y:np.ndarray, init:dict, batch_size:int=128)->dict
         losses.append(loss.item())
     return dict(seconds=time.perf_counter() - t0, mean_loss=float(np.mean(losses)))
 
-# %% ../nbs/06_bench.ipynb #e4a20211
+# %% ../nbs/06_bench.ipynb #72eca102
 def e2e_epoch(n_samples:int=60_000, # training samples
               batch_size:int=128,   # samples per step
               seed:int=0, torch_too:bool=True)->dict:
@@ -355,7 +355,7 @@ def e2e_table(rec:dict)->str:
                   f"| minima / torch | {rec['minima_over_torch']:.2f} | |"]
     return '\n'.join(lines)
 
-# %% ../nbs/06_bench.ipynb #85f950dc
+# %% ../nbs/06_bench.ipynb #09312d4d
 def machine_info()->dict:
     "What the numbers were measured on."
     info = dict(date_utc=time.strftime('%Y-%m-%d %H:%M', time.gmtime()), platform=platform.platform(),
@@ -365,7 +365,7 @@ def machine_info()->dict:
         info.update(torch=torch.__version__, torch_threads=torch.get_num_threads())
     return info
 
-# %% ../nbs/06_bench.ipynb #338e866d
+# %% ../nbs/06_bench.ipynb #094fb4f5
 def report_markdown(result:dict)->str:
     "The whole run as a markdown document."
     meta = result['meta']
@@ -388,7 +388,7 @@ def report_markdown(result:dict)->str:
         out += ["", f"## One epoch: MLP 784-256-256-10, Adam, batch {e['batch_size']}, {e['n_samples']} samples", "", e2e_table(e)]
     return '\n'.join(out) + '\n'
 
-# %% ../nbs/06_bench.ipynb #9040e78b
+# %% ../nbs/06_bench.ipynb #0d0e0757
 QUICK = dict(layouts='1x100k,100x1k,1000x100', sweep='1e3,1e4,1e5', repeats=5, e2e_samples=2048)
 
 def parse_args(argv=None):
@@ -409,14 +409,15 @@ def parse_args(argv=None):
     if p.parse_args(argv).quick: p.set_defaults(**QUICK)  # options given explicitly still win
     return p.parse_args(argv)
 
-# %% ../nbs/06_bench.ipynb #13d756cf
+# %% ../nbs/06_bench.ipynb #69cc1d12
 def main(argv=None)->dict:
     "Run the benchmark from the command line; returns the result it writes."
     args = parse_args(argv)
     torch_too = not args.no_torch
     algos = [ALGORITHMS[a.strip()] for a in args.algos.split(',') if a.strip()]
     layouts = [parse_layout(s) for s in args.layouts.split(',') if s.strip()]
-    meta = machine_info() | dict(command=shlex.join(['python', '-m', 'minima.bench', *(sys.argv[1:] if argv is None else argv)]),
+    env = [f'{k}={os.environ[k]}' for k in ('OPENBLAS_NUM_THREADS', 'OMP_NUM_THREADS', 'MKL_NUM_THREADS') if k in os.environ]
+    meta = machine_info() | dict(command=shlex.join([*env, 'python', '-m', 'minima.bench', *(sys.argv[1:] if argv is None else argv)]),
                                  repeats=args.repeats, warmup=args.warmup)
     threads = os.cpu_count() or 1
     bw_one, bw_all = copy_bandwidth(), copy_bandwidth(threads=threads)
@@ -450,5 +451,5 @@ def main(argv=None)->dict:
     print('\n' + md + f"\nwritten to {out}/", flush=True)
     return result
 
-# %% ../nbs/06_bench.ipynb #1182e80b
+# %% ../nbs/06_bench.ipynb #0bacd45b
 if __name__ == '__main__' and not getattr(__import__('builtins'), '__IPYTHON__', False): main()
