@@ -5,10 +5,10 @@
 # %% auto #0
 __all__ = ['prepare_grad', 'sgd_update', 'resolve_wd', 'SGD']
 
-# %% ../../nbs/04b_optim_sgd.ipynb #9e55c542
+# %% ../../nbs/04b_optim_sgd.ipynb #a55e1c84
 import numpy as np
 
-# %% ../../nbs/04b_optim_sgd.ipynb #7636e397
+# %% ../../nbs/04b_optim_sgd.ipynb #e8c4839e
 def prepare_grad(param:np.ndarray, # parameter $\theta$, shrunk in place under decoupled decay
                  grad:np.ndarray, # gradient $\nabla f(\theta)$, never written
                  lr:float, # learning rate $\gamma$
@@ -27,7 +27,7 @@ def prepare_grad(param:np.ndarray, # parameter $\theta$, shrunk in place under d
     g = np.multiply(param, weight_decay, out=np.empty_like(param))
     return np.subtract(g, grad, out=g) if maximize else np.add(g, grad, out=g)
 
-# %% ../../nbs/04b_optim_sgd.ipynb #685a7f49
+# %% ../../nbs/04b_optim_sgd.ipynb #83aff492
 def sgd_update(param:np.ndarray, # parameter $\theta$, updated in place
                grad:np.ndarray, # gradient, not written
                state:dict, # buffers: `momentum_buffer` (zeros before the first step) when `momentum != 0`
@@ -61,7 +61,7 @@ def sgd_update(param:np.ndarray, # parameter $\theta$, updated in place
     # θ ← θ − γ d
     param -= lr * g
 
-# %% ../../nbs/04b_optim_sgd.ipynb #0bda2b41
+# %% ../../nbs/04b_optim_sgd.ipynb #562ca104
 from .base import Optimizer, Real, Flag, Optional, Rule
 
 def resolve_wd(owner:str, # class name, for messages
@@ -76,7 +76,7 @@ def resolve_wd(owner:str, # class name, for messages
                         f'weight_decay={weight_decay!r}; pass one (weight_decay=λ, decoupled_weight_decay=True is wd=λ)')
     return wd, True
 
-# %% ../../nbs/04b_optim_sgd.ipynb #cdd95646
+# %% ../../nbs/04b_optim_sgd.ipynb #6bcfb6cf
 class SGD(Optimizer):
     "Stochastic gradient descent with optional momentum (moving average or PyTorch's), Nesterov momentum, weight decay."
     update = staticmethod(sgd_update)
