@@ -8,11 +8,11 @@ __all__ = ['is_grad_enabled', 'no_grad', 'enable_grad', 'Tensor', 'backward', 'a
            'getitem', 'exp', 'log', 'relu', 'tanh', 'sigmoid', 'logsumexp', 'log_softmax', 'astype', 'argmax',
            'numerical_grad']
 
-# %% ../nbs/00_autograd.ipynb #40ab6ed5
+# %% ../nbs/00_autograd.ipynb #5ad0a7fb
 import contextlib
 import numpy as np
 
-# %% ../nbs/00_autograd.ipynb #26e17564
+# %% ../nbs/00_autograd.ipynb #9dcb75d6
 _grad_enabled = True
 
 def is_grad_enabled() -> bool:
@@ -39,7 +39,7 @@ class enable_grad(_GradMode):
     "Context manager (or decorator) under which operations record a graph, even inside `no_grad()`."
     mode = True
 
-# %% ../nbs/00_autograd.ipynb #29589b8d
+# %% ../nbs/00_autograd.ipynb #bf701cdf
 class Tensor:
     "A numpy array with reverse-mode automatic differentiation."
     __array_ufunc__ = None  # numpy defers `ndarray op Tensor` and `np.float64 op Tensor` to us
@@ -67,7 +67,9 @@ class Tensor:
         "The underlying array (shared, not copied)."
         return self.data
     def __array__(self, dtype=None, copy=None):
-        return self.data if dtype is None else self.data.astype(dtype)
+        "numpy's view of the tensor: the array itself, unless `copy=True` or another dtype asks for a new one."
+        if copy: return np.array(self.data, dtype=dtype, copy=True)
+        return np.asarray(self.data, dtype=dtype)
     def item(self):
         "The value of a one-element tensor as a Python number."
         return self.data.item()
@@ -79,11 +81,11 @@ class Tensor:
         body = np.array2string(self.data, separator=', ', prefix=name + '(')
         return f"{name}({body}, dtype={self.dtype}{', requires_grad=True' if self.requires_grad else ''})"
 
-# %% ../nbs/00_autograd.ipynb #2b2cf404
+# %% ../nbs/00_autograd.ipynb #358f25c1
 def _result(data, parents, backward) -> Tensor:
     "Wrap the output of an op; record `(parents, backward)` only if a gradient can flow through it."
     out = Tensor(data)
-    if _grad_enabled and any(p.requires_grad for p in parents):
+    if _grad_enabled and out.dtype.kind == 'f' and any(p.requires_grad for p in parents):
         out.requires_grad = True
         out._ctx = (parents, backward)
     return out
@@ -94,7 +96,7 @@ def _lift(x, like: Tensor) -> Tensor:
     if isinstance(x, np.ndarray) and x.ndim: return Tensor(x)
     return Tensor(np.asarray(x, dtype=like.dtype if like.dtype.kind == 'f' else None))
 
-# %% ../nbs/00_autograd.ipynb #f29593b0
+# %% ../nbs/00_autograd.ipynb #9c445048
 def _sum_to(g: np.ndarray, shape: tuple) -> np.ndarray:
     "Sum `g` over the axes along which an array of `shape` was broadcast to `g.shape`."
     if g.shape == shape: return g
@@ -107,7 +109,7 @@ def _grad_for(t: Tensor, g: np.ndarray):
     if not t.requires_grad: return None
     return _sum_to(g, t.shape).astype(t.dtype, copy=False)
 
-# %% ../nbs/00_autograd.ipynb #268d33ea
+# %% ../nbs/00_autograd.ipynb #0808d084
 def _topo_order(root: Tensor) -> list:
     "Tensors that `root` depends on (requiring grad), each after every tensor it is an input of, reversed."
     order, seen, stack = [], set(), [(root, False)]
@@ -158,7 +160,7 @@ def backward(self: Tensor,
 
 Tensor.backward = backward
 
-# %% ../nbs/00_autograd.ipynb #a4747254
+# %% ../nbs/00_autograd.ipynb #45fe9763
 def add(a: Tensor, b) -> Tensor:
     "a + b.  d/da = d/db = 1."
     b = _lift(b, a)
@@ -179,7 +181,7 @@ Tensor.__sub__ = sub
 Tensor.__rsub__ = lambda self, other: sub(_lift(other, self), self)
 Tensor.__neg__ = neg
 
-# %% ../nbs/00_autograd.ipynb #fab14519
+# %% ../nbs/00_autograd.ipynb #13544379
 def mul(a: Tensor, b) -> Tensor:
     "a * b.  d/da = b, d/db = a."
     b = _lift(b, a)
@@ -205,7 +207,8 @@ def _scalar(p):
 def power(a: Tensor, p) -> Tensor:
     "a ** p for a scalar p.  d/da = p * a**(p-1)."
     p = _scalar(p)
-    return _result(a.data ** p, (a,), lambda g: (g * (p * a.data ** (p - 1)),))
+    # p = 0: a**0 is constant, and p * a**(p-1) would give 0 * inf = nan at a = 0
+    return _result(a.data ** p, (a,), lambda g: (np.zeros_like(a.data) if p == 0 else g * (p * a.data ** (p - 1)),))
 
 def rpower(a: Tensor, c) -> Tensor:
     "c ** a for a scalar c.  d/da = c**a * ln(c)."
@@ -220,7 +223,7 @@ Tensor.__rtruediv__ = lambda self, other: div(_lift(other, self), self)
 Tensor.__pow__ = power
 Tensor.__rpow__ = rpower
 
-# %% ../nbs/00_autograd.ipynb #6e66d0ff
+# %% ../nbs/00_autograd.ipynb #f3343965
 def _check_matmul(sa: tuple, sb: tuple):
     "Raise a ValueError naming both shapes unless `sa @ sb` is defined."
     if not sa or not sb:
@@ -250,7 +253,7 @@ def matmul(a: Tensor, b) -> Tensor:
 Tensor.__matmul__ = matmul
 Tensor.__rmatmul__ = lambda self, other: matmul(_lift(other, self), self)
 
-# %% ../nbs/00_autograd.ipynb #adc62fe3
+# %% ../nbs/00_autograd.ipynb #efcb5f15
 def _axes(axis, ndim: int) -> tuple:
     "`axis` (None, int or tuple; numpy has validated it) as a tuple of non-negative axes."
     if axis is None: return tuple(range(ndim))
@@ -284,7 +287,7 @@ def reduce_max(a: Tensor, axis=None, keepdims=False) -> Tensor:
 
 Tensor.sum, Tensor.mean, Tensor.max = reduce_sum, reduce_mean, reduce_max
 
-# %% ../nbs/00_autograd.ipynb #e92f1727
+# %% ../nbs/00_autograd.ipynb #79cf9707
 def reshape(a: Tensor, *shape) -> Tensor:
     "`a` with a new shape (tuple or separate ints, -1 allowed).  dx = dy reshaped back."
     shape = shape[0] if len(shape) == 1 and not isinstance(shape[0], (int, np.integer)) else shape
@@ -322,7 +325,7 @@ Tensor.reshape, Tensor.transpose, Tensor.permute = reshape, transpose, transpose
 Tensor.broadcast_to, Tensor.__getitem__ = broadcast_to, getitem
 Tensor.T = property(lambda self: transpose(self))
 
-# %% ../nbs/00_autograd.ipynb #8b36eefc
+# %% ../nbs/00_autograd.ipynb #69db2f20
 def exp(a: Tensor) -> Tensor:
     "e**a.  dx = dy * y."
     out = np.exp(a.data)
@@ -349,7 +352,7 @@ def sigmoid(a: Tensor) -> Tensor:
 
 Tensor.exp, Tensor.log, Tensor.relu, Tensor.tanh, Tensor.sigmoid = exp, log, relu, tanh, sigmoid
 
-# %% ../nbs/00_autograd.ipynb #833e0d7a
+# %% ../nbs/00_autograd.ipynb #a44f4608
 def logsumexp(a: Tensor, axis=None, keepdims=False) -> Tensor:
     "ln(sum(e**a)) over `axis`, stable.  dx = dy * softmax(x)."
     m = a.data.max(axis=axis, keepdims=True)
@@ -365,7 +368,7 @@ def log_softmax(a: Tensor, axis=-1) -> Tensor:
 
 Tensor.logsumexp, Tensor.log_softmax = logsumexp, log_softmax
 
-# %% ../nbs/00_autograd.ipynb #49c126b2
+# %% ../nbs/00_autograd.ipynb #2850a51d
 def astype(a: Tensor, dtype) -> Tensor:
     "`a` converted to `dtype`.  dx = dy converted back to x's dtype."
     return _result(a.data.astype(dtype), (a,), lambda g: (g.astype(a.dtype),))
@@ -376,7 +379,7 @@ def argmax(a: Tensor, axis=None) -> Tensor:
 
 Tensor.astype, Tensor.argmax = astype, argmax
 
-# %% ../nbs/00_autograd.ipynb #9e3c3c52
+# %% ../nbs/00_autograd.ipynb #ce44dcd7
 def numerical_grad(f, *xs: np.ndarray, h: float = 1e-6) -> list:
     "Central finite-difference gradients of the scalar `f(*tensors)` with respect to each array in `xs`."
     grads = []

@@ -6,14 +6,14 @@
 __all__ = ['Parameter', 'Module', 'Linear', 'ReLU', 'Tanh', 'Sigmoid', 'Identity', 'Flatten', 'Sequential', 'Dropout',
            'CrossEntropyLoss', 'MSELoss']
 
-# %% ../nbs/02_nn.ipynb #9374c0e1
+# %% ../nbs/02_nn.ipynb #830daf6f
 import math
 from collections.abc import Mapping
 import numpy as np
 from .autograd import Tensor
 from . import init
 
-# %% ../nbs/02_nn.ipynb #8d8964d4
+# %% ../nbs/02_nn.ipynb #a855639d
 class Parameter(Tensor):
     "A trainable leaf tensor: requires grad, collected by `Module.parameters()`."
     def __init__(self,
@@ -24,7 +24,7 @@ class Parameter(Tensor):
             raise TypeError(f"a Parameter must be floating point, got dtype {arr.dtype}")
         super().__init__(arr if arr.flags.writeable else arr.copy(), requires_grad=True)
 
-# %% ../nbs/02_nn.ipynb #f6f597dc
+# %% ../nbs/02_nn.ipynb #72ff57e3
 class Module:
     "Base class of layers and models: attributes that are Parameters or Modules are registered."
     training = True
@@ -91,7 +91,7 @@ class Module:
         "Set every parameter's gradient to None."
         for p in self.parameters(): p.grad = None
 
-# %% ../nbs/02_nn.ipynb #df0e0b94
+# %% ../nbs/02_nn.ipynb #5d0c4ed1
 def _state_dict(self) -> dict:
     "{name: copy of the parameter's array}, in definition order."
     return {name: p.data.copy() for name, p in self.named_parameters()}
@@ -128,7 +128,7 @@ def _repr(self) -> str:
 Module.state_dict, Module.load_state_dict = _state_dict, _load_state_dict
 Module.extra_repr, Module.__repr__ = lambda self: '', _repr
 
-# %% ../nbs/02_nn.ipynb #8690036f
+# %% ../nbs/02_nn.ipynb #d0824a0b
 class Linear(Module):
     "y = x W^T + b."
     def __init__(self,
@@ -152,7 +152,7 @@ class Linear(Module):
     def extra_repr(self):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
 
-# %% ../nbs/02_nn.ipynb #c918701a
+# %% ../nbs/02_nn.ipynb #82b4d0d3
 class ReLU(Module):
     "max(x, 0)."
     def forward(self, x): return x.relu()
@@ -180,6 +180,10 @@ class Sequential(Module):
     "Apply layers one after the other; they are registered as attributes '0', '1', ..."
     def __init__(self, *layers):
         if len(layers) == 1 and isinstance(layers[0], (list, tuple)): layers = tuple(layers[0])
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Module):
+                raise TypeError(f"Sequential: layer {i} is {type(layer).__name__}, not a minima.nn.Module "
+                                "(wrap functions in a Module so they are applied and listed)")
         for i, layer in enumerate(layers): setattr(self, str(i), layer)
     def __iter__(self): return iter([m for _, m in self.named_children()])
     def __len__(self): return len(list(self.named_children()))
@@ -188,7 +192,7 @@ class Sequential(Module):
         for layer in self: x = layer(x)
         return x
 
-# %% ../nbs/02_nn.ipynb #51ee5492
+# %% ../nbs/02_nn.ipynb #9dccc293
 class Dropout(Module):
     "Zero entries with probability p in training, scale the rest by 1/(1-p); identity in eval."
     def __init__(self, p: float = 0.5, generator=None):
@@ -201,7 +205,7 @@ class Dropout(Module):
         return x * (keep / (1 - self.p)).astype(x.dtype)
     def extra_repr(self): return f"p={self.p}"
 
-# %% ../nbs/02_nn.ipynb #6b08582f
+# %% ../nbs/02_nn.ipynb #120e415f
 def _reduce(loss: Tensor, reduction: str) -> Tensor:
     return loss.mean() if reduction == 'mean' else loss.sum() if reduction == 'sum' else loss
 

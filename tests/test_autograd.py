@@ -465,3 +465,25 @@ def test_zero_dim_parameter_grad_is_ndarray():
     y = w * 3
     y.backward()
     assert type(w.grad) is np.ndarray
+
+
+def test_array_protocol_copies_when_asked():
+    t = Tensor(np.arange(3.0))
+    assert np.asarray(t) is t.data                      # a view for numpy by default
+    snapshot = np.array(t, copy=True)
+    t.data += 1
+    np.testing.assert_array_equal(snapshot, [0.0, 1.0, 2.0])
+    assert np.array(t, dtype=np.float32).dtype == np.float32
+
+
+def test_power_zero_has_zero_gradient_at_zero():
+    x = Tensor(np.array([0.0, 2.0]), requires_grad=True)
+    (x ** 0).sum().backward()
+    np.testing.assert_array_equal(x.grad, [0.0, 0.0])
+
+
+def test_integer_results_do_not_require_grad():
+    x = Tensor(np.array([1.5, 2.5]), requires_grad=True)
+    y = x.astype(np.int64)
+    assert y.dtype == np.int64 and not y.requires_grad
+    assert x.astype(np.float32).requires_grad

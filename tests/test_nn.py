@@ -314,3 +314,8 @@ def test_gains_match_torch():
     for nl, param in [('linear', None), ('sigmoid', None), ('tanh', None), ('relu', None),
                       ('leaky_relu', None), ('leaky_relu', math.sqrt(5))]:
         assert init.calculate_gain(nl, param) == pytest.approx(torch.nn.init.calculate_gain(nl, param))
+
+
+def test_sequential_refuses_layers_that_are_not_modules():
+    with pytest.raises(TypeError, match="layer 1 is function"):
+        nn.Sequential(nn.Linear(2, 2), lambda t: t * 0)
