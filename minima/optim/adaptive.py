@@ -6,11 +6,11 @@
 __all__ = ['adagrad_update', 'rmsprop_update', 'adadelta_update', 'Adagrad', 'AdaGrad', 'RMSprop', 'rmsprop_rho_update',
            'RMSProp', 'Adadelta']
 
-# %% ../../nbs/04c_optim_adaptive.ipynb #0cb9c819
+# %% ../../nbs/04c_optim_adaptive.ipynb #611ddb07
 import numpy as np
 from .sgd import prepare_grad
 
-# %% ../../nbs/04c_optim_adaptive.ipynb #357d4bfb
+# %% ../../nbs/04c_optim_adaptive.ipynb #0873fa5c
 def adagrad_update(param:np.ndarray, # parameter $\theta$, updated in place
                    grad:np.ndarray, # gradient, not written
                    state:dict, # buffer `sum`; set to `initial_accumulator_value` on the first step
@@ -43,7 +43,7 @@ def adagrad_update(param:np.ndarray, # parameter $\theta$, updated in place
     d *= clr
     param -= d
 
-# %% ../../nbs/04c_optim_adaptive.ipynb #7b960764
+# %% ../../nbs/04c_optim_adaptive.ipynb #4a93d6c4
 def rmsprop_update(param:np.ndarray, # parameter $\theta$, updated in place
                    grad:np.ndarray, # gradient, not written
                    state:dict, # buffers `square_avg`, plus `grad_avg` if centered, `momentum_buffer` if momentum > 0
@@ -88,7 +88,7 @@ def rmsprop_update(param:np.ndarray, # parameter $\theta$, updated in place
     # θ ← θ − γ b  or  θ − γ g / d
     param -= d
 
-# %% ../../nbs/04c_optim_adaptive.ipynb #8e904598
+# %% ../../nbs/04c_optim_adaptive.ipynb #dfa1d9e6
 def adadelta_update(param:np.ndarray, # parameter $\theta$, updated in place
                     grad:np.ndarray, # gradient, not written
                     state:dict, # buffers `square_avg` and `acc_delta`
@@ -115,14 +115,14 @@ def adadelta_update(param:np.ndarray, # parameter $\theta$, updated in place
     delta *= lr
     param -= delta
 
-# %% ../../nbs/04c_optim_adaptive.ipynb #9e5eac62
+# %% ../../nbs/04c_optim_adaptive.ipynb #15d70936
 from .base import Optimizer, Real, Flag
 from .sgd import resolve_wd
 
 _common = dict(lr=Real('[0, inf)'), eps=Real('[0, inf)'), weight_decay=Real('[0, inf)'),
                maximize=Flag(), decoupled_weight_decay=Flag())
 
-# %% ../../nbs/04c_optim_adaptive.ipynb #ecae70aa
+# %% ../../nbs/04c_optim_adaptive.ipynb #a520ed6b
 class Adagrad(Optimizer):
     "AdaGrad with PyTorch's defaults: per-coordinate steps $\\gamma_t g/(\\sqrt{s}+\\epsilon)$, $s$ the sum of squared gradients."
     update = staticmethod(adagrad_update)
@@ -170,7 +170,7 @@ class AdaGrad(Adagrad):
                          eps_inside_sqrt=eps_inside_sqrt, maximize=maximize,
                          decoupled_weight_decay=decoupled_weight_decay, nonfinite=nonfinite, clip_norm=clip_norm)
 
-# %% ../../nbs/04c_optim_adaptive.ipynb #fdabd46b
+# %% ../../nbs/04c_optim_adaptive.ipynb #cfc1cbab
 class RMSprop(Optimizer):
     "RMSProp with PyTorch's defaults and options (centered, momentum): steps $\\gamma g/(\\sqrt{v}+\\epsilon)$."
     update = staticmethod(rmsprop_update)
@@ -199,7 +199,7 @@ class RMSprop(Optimizer):
                                       decoupled_weight_decay=decoupled_weight_decay),
                          nonfinite=nonfinite, clip_norm=clip_norm)
 
-# %% ../../nbs/04c_optim_adaptive.ipynb #200e490b
+# %% ../../nbs/04c_optim_adaptive.ipynb #9b56f18d
 def rmsprop_rho_update(param, grad, state, *, rho, **hyperparameters):
     "`rmsprop_update` with the decay named `rho`, as in the original minima `RMSProp`."
     rmsprop_update(param, grad, state, alpha=rho, **hyperparameters)
@@ -230,7 +230,7 @@ class RMSProp(RMSprop):
                                               decoupled_weight_decay=decoupled_weight_decay),
                            nonfinite=nonfinite, clip_norm=clip_norm)
 
-# %% ../../nbs/04c_optim_adaptive.ipynb #131d363c
+# %% ../../nbs/04c_optim_adaptive.ipynb #f5797636
 class Adadelta(Optimizer):
     "Adadelta: steps $\\gamma\\sqrt{u+\\epsilon}/\\sqrt{v+\\epsilon}\\,g$ from moving averages of squared gradients and squared steps."
     update = staticmethod(adadelta_update)
