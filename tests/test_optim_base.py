@@ -852,3 +852,27 @@ def test_resume_from_state_dict_is_bit_identical(shapes, dtype, before, after, d
             assert opt.state[p].keys() == opt2.state[q].keys()
             for k, v in opt.state[p].items():
                 assert (v.tobytes() == opt2.state[q][k].tobytes()) if isinstance(v, np.ndarray) else v == opt2.state[q][k]
+
+
+# -- regressions --
+
+def test_small_parameters_of_two_dtypes_are_batched_apart():
+    # without state buffers no slab separates them: the batch key itself must hold the dtype
+    a, b = Parameter(np.ones(3, np.float32)), Parameter(np.ones(3, np.float64))
+    a.grad, b.grad = np.ones(3, np.float32), np.full(3, 1e-9)
+    Descent([a, b], lr=1.0).step()
+    assert b.data.dtype == np.float64 and np.array_equal(b.data, np.full(3, 1.0 - 1e-9))
+    assert np.array_equal(a.data, np.zeros(3, np.float32))
+    c, d = Parameter(np.ones(3, np.float64)), Parameter(np.full(3, 0.1, np.float32))
+    c.grad, d.grad = np.ones(3), np.full(3, 0.3, np.float32)
+    Descent([c, d], lr=0.7).step()
+    d_alone = Parameter(np.full(3, 0.1, np.float32)); d_alone.grad = np.full(3, 0.3, np.float32)
+    Descent([d_alone], lr=0.7).step()
+    assert np.array_equal(d.data, d_alone.data)
+
+def test_batched_runner_refuses_to_cast():
+    scratch = {'param': np.empty(8, np.float32), 'grad': np.empty(8, np.float32)}
+    params = [np.ones(2, np.float32), np.ones(2, np.float64)]
+    with pytest.raises(TypeError):
+        base.run_update_batched(descent_update, params, [np.ones(2, np.float32)] * 2, {}, scratch,
+                                step=1, lr=1.0, weight_decay=0.0, maximize=False)

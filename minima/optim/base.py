@@ -182,7 +182,7 @@ def run_update_in_chunks(update, # the algorithm's pure in-place update function
     try: run()
     finally: other.result()
 
-# %% ../../nbs/04a_optim_base.ipynb #45b7ea8e
+# %% ../../nbs/04a_optim_base.ipynb #66c31f3e
 BATCH_SIZE = 2**16 # elements per batch of small parameters (256 KiB of float32): a batch's arrays stay in a core's L2 cache
 SMALL_SIZE = 4096 # parameters up to this size are batched; for larger ones the copies in and out cost as much as the calls they save
 
@@ -196,8 +196,8 @@ def run_update_batched(update, # the algorithm's pure in-place update function
     if len(params) == 1: # nothing to gather: flat views of the one parameter and its gradient
         return update(params[0].reshape(-1), grads[0].reshape(-1), buffers, **hyper)
     n = sum(p.size for p in params)
-    p_flat = np.concatenate(params, axis=None, out=scratch['param'][:n])
-    g_flat = np.concatenate(grads, axis=None, out=scratch['grad'][:n])
+    p_flat = np.concatenate(params, axis=None, out=scratch['param'][:n], casting='no')
+    g_flat = np.concatenate(grads, axis=None, out=scratch['grad'][:n], casting='no')
     update(p_flat, g_flat, buffers, **hyper)
     start = 0
     for p in params:
@@ -376,7 +376,7 @@ def _check_step(self) -> list|None:
             work.append((p, g, group, buffers, hyper, clip))
     return None if skip else work
 
-# %% ../../nbs/04a_optim_base.ipynb #3a115223
+# %% ../../nbs/04a_optim_base.ipynb #0903c972
 @patch_to(Optimizer)
 def step(self, closure=None): # optional function that recomputes the loss (called with gradients enabled)
     "Update every parameter that has a gradient; return `closure()`'s loss if a closure is given."
@@ -396,13 +396,13 @@ def step(self, closure=None): # optional function that recomputes the loss (call
         for p, b, array in created: self.state[p][b] = array
         self._place_in_slabs(work)
         scalars = type(self).step_scalars is not Optimizer.step_scalars   # skip the call when not overridden
-        small = {}   # (group, step, step scalars) -> (keywords for `update`, buffer names, [(param, grad, [(slab, start)])])
+        small = {}   # (group, dtype, step, step scalars) -> (keywords for `update`, buffer names, [(param, grad, [(slab, start)])])
         for p, g, group, buffers, hyper, clip in work:
             state = self.state[p]
             t = state['step'] + 1
             extra = self.step_scalars(group, state, t) if scalars else {}
             if clip is None and _small(p.data, g):
-                key = (id(hyper), t, repr(tuple(extra.items())) if extra else '')
+                key = (id(hyper), p.data.dtype, t, repr(tuple(extra.items())) if extra else '')
                 if key not in small: small[key] = (dict(hyper, step=t, **extra), buffers, [])
                 placed = self._slabs[p]
                 small[key][2].append((p.data, g, [placed[b][0] for b in buffers]))
