@@ -7,7 +7,7 @@ __all__ = ['OPTIMIZERS', 'DEFAULT_OPTIMIZERS', 'load_data', 'make_mlp', 'make_op
            'lr_sweep', 'best_lr', 'compare', 'results_table', 'moving_average', 'plot_losses', 'parse_args', 'run',
            'main']
 
-# %% ../nbs/07_compare.ipynb #463591dc
+# %% ../nbs/07_compare.ipynb #c87bf7ba
 import argparse, contextlib, math, sys, time
 from pathlib import Path
 
@@ -15,12 +15,12 @@ import numpy as np
 
 from . import init, nn
 from .autograd import Tensor, no_grad
-from .data import TensorDataset, DataLoader, load_digits, load_mnist
+from .data import TensorDataset, DataLoader, load_digits, load_mnist, mnist_paths
 from .optim.sgd import SGD
 from .optim.adaptive import Adagrad, Adadelta, RMSprop
 from .optim.adam import Adam, AdamW, Adamax, NAdam, RAdam
 
-# %% ../nbs/07_compare.ipynb #aa9eacc3
+# %% ../nbs/07_compare.ipynb #db3e75c9
 def load_data(root:str=None, # folder with MNIST's IDX files; None: scikit-learn's digits
               seed:int=0, # seed of the digits train/test split
              )->tuple: # (x_train, y_train, x_test, y_test) as numpy arrays, images standardized
@@ -31,7 +31,7 @@ def load_data(root:str=None, # folder with MNIST's IDX files; None: scikit-learn
     mean, std = x.mean(), x.std()
     return ((x - mean) / std).astype(np.float32), y, ((xt - mean) / std).astype(np.float32), yt
 
-# %% ../nbs/07_compare.ipynb #47fefb88
+# %% ../nbs/07_compare.ipynb #320ddd52
 def make_mlp(n_in:int, # input features
              n_hidden:int, # units in each of the two hidden layers
              n_out:int, # classes
@@ -45,7 +45,7 @@ def make_mlp(n_in:int, # input features
             layer.bias.data[...] = 0
     return model
 
-# %% ../nbs/07_compare.ipynb #cf68a8ca
+# %% ../nbs/07_compare.ipynb #24226621
 OPTIMIZERS = { # name: (optimizer class, keyword arguments, default learning rate)
     'sgd':      (SGD,      {},                                 0.1),
     'momentum': (SGD,      dict(momentum=0.9, dampening=0.0),  0.03),
@@ -68,7 +68,7 @@ def make_optimizer(name:str, # a key of `OPTIMIZERS`
     cls, kwargs, default_lr = OPTIMIZERS[name]
     return cls(params, lr=default_lr if lr is None else lr, **kwargs)
 
-# %% ../nbs/07_compare.ipynb #5bf08102
+# %% ../nbs/07_compare.ipynb #dae0a779
 def blas_threads(n:int=1): # threads for numpy's BLAS
     "Context manager that limits numpy's BLAS threads when `threadpoolctl` is installed."
     try: from threadpoolctl import threadpool_limits
@@ -130,7 +130,7 @@ def _progress(total, desc, on):
     except ImportError: return _NoBar()
     return tqdm(total=total, desc=f'{desc:>9}', unit='step', leave=True, file=sys.stderr)
 
-# %% ../nbs/07_compare.ipynb #39ffd6cd
+# %% ../nbs/07_compare.ipynb #56b75f16
 def lr_sweep(names, # optimizer names
              data:tuple, # (x_train, y_train, x_test, y_test); only the training part is used
              lrs=None, # learning rates to try; None: each default times `factors`
@@ -154,7 +154,7 @@ def best_lr(rows:list)->float:
     "The learning rate with the best validation accuracy, ties broken by the lower validation loss."
     return max(rows, key=lambda r: (round(r[2], 6), -r[1]))[0]
 
-# %% ../nbs/07_compare.ipynb #ec432e52
+# %% ../nbs/07_compare.ipynb #eb023184
 def compare(names=DEFAULT_OPTIMIZERS, # optimizer names
             epochs:int=20, # epochs per run
             lr:float=None, # one learning rate for all; None: each optimizer's default
@@ -204,7 +204,7 @@ def plot_losses(results:list, # result dicts from `train` / `compare`
     if path is not None: fig.savefig(path, dpi=110)
     return fig
 
-# %% ../nbs/07_compare.ipynb #6a5e86c8
+# %% ../nbs/07_compare.ipynb #01027ff5
 class _Parser(argparse.ArgumentParser):
     "An `ArgumentParser` whose errors are one line on stderr (no usage block), exit code 2."
     def error(self, message): self.exit(2, f'{self.prog}: error: {message}\n')
@@ -242,9 +242,8 @@ def parse_args(argv=None)->argparse.Namespace:
     if a.root is not None:
         root = Path(a.root).expanduser()
         if not root.is_dir(): p.error(f'--root {a.root}: no such folder')
-        names = ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte', 't10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte')
-        missing = [n for n in names if not ((root / n).exists() or (root / (n + '.gz')).exists())]
-        if missing: p.error(f"--root {a.root}: missing MNIST file(s) {', '.join(missing)} (or .gz)")
+        try: mnist_paths(root)
+        except FileNotFoundError as e: p.error(f'--root {a.root}: {e}')
         a.root = str(root)
     if not a.no_plot:
         out_dir = Path(a.out).expanduser().resolve().parent
@@ -267,7 +266,7 @@ def main(argv=None)->None:
     "Entry point of `python -m minima.compare` and the `minima-compare` console script."
     run(argv)
 
-# %% ../nbs/07_compare.ipynb #04f95a17
+# %% ../nbs/07_compare.ipynb #9db70556
 # `python -m minima.compare` runs this module as __main__; importing it (or exporting it from the
 # notebook, where __name__ is also '__main__') must not start a run, so check the file that runs.
 if __name__ == '__main__' and Path(getattr(sys.modules['__main__'], '__file__', '') or '').name == 'compare.py':
