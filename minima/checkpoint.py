@@ -5,11 +5,11 @@
 # %% auto #0
 __all__ = ['FORMAT', 'VERSION', 'META', 'CheckpointError', 'save', 'load']
 
-# %% ../nbs/05_checkpoint.ipynb #dc26f792
-import json, os, re, tempfile, zipfile
+# %% ../nbs/05_checkpoint.ipynb #c8ae584b
+import json, os, re, secrets, zipfile
 import numpy as np
 
-# %% ../nbs/05_checkpoint.ipynb #59ed353f
+# %% ../nbs/05_checkpoint.ipynb #515a5f1c
 FORMAT = 'minima.checkpoint'
 VERSION = 1
 META = '__minima__.json'  # name of the JSON member inside the archive
@@ -18,7 +18,7 @@ _KINDS = 'biufc'  # dtype kinds a checkpoint may hold: bool, int, uint, float, c
 class CheckpointError(ValueError):
     "A file that is not a valid minima checkpoint: unreadable, truncated, altered or crafted."
 
-# %% ../nbs/05_checkpoint.ipynb #3c892a22
+# %% ../nbs/05_checkpoint.ipynb #eff490d8
 def _encode_array(x, arrays, where):
     "Register array (or numpy scalar) `x` under a new key; return its node."
     a = np.asarray(x)
@@ -29,7 +29,7 @@ def _encode_array(x, arrays, where):
     arrays[key] = a
     return {'t': 'scalar' if isinstance(x, np.generic) else 'array', 'key': key}
 
-# %% ../nbs/05_checkpoint.ipynb #dce8187d
+# %% ../nbs/05_checkpoint.ipynb #579f72a8
 _ATOMS = {type(None): 'none', bool: 'bool', int: 'int', float: 'float', str: 'str'}
 
 def _encode(x, arrays, where='obj', seen=None):
@@ -62,7 +62,7 @@ def _check_key(k, where):
         raise TypeError(f"{where}: dict key {k!r} of type {type(k).__name__} is not allowed; keys must be str or int")
     return k
 
-# %% ../nbs/05_checkpoint.ipynb #d9293150
+# %% ../nbs/05_checkpoint.ipynb #66b6a781
 def _fail(where, msg): raise CheckpointError(f"invalid checkpoint: {where}: {msg}")
 
 _FIELDS = {'none': {'t'}, 'bool': {'t', 'v'}, 'int': {'t', 'v'}, 'float': {'t', 'v'}, 'str': {'t', 'v'},
@@ -107,7 +107,7 @@ def _decode(node, arrays, used, where='tree'):
         d[kv[0]] = _decode(kv[1], arrays, used, f'{where}[{kv[0]!r}]')
     return d
 
-# %% ../nbs/05_checkpoint.ipynb #faaaaa86
+# %% ../nbs/05_checkpoint.ipynb #c95d2a7c
 _EPOCH = (1980, 1, 1, 0, 0, 0)  # fixed member timestamp: same state, same bytes
 
 def _write_archive(f, meta, arrays):
@@ -118,7 +118,7 @@ def _write_archive(f, meta, arrays):
             with z.open(zipfile.ZipInfo(k + '.npy', _EPOCH), 'w', force_zip64=True) as m:
                 np.lib.format.write_array(m, a, allow_pickle=False)
 
-# %% ../nbs/05_checkpoint.ipynb #1cf28234
+# %% ../nbs/05_checkpoint.ipynb #01218f4a
 def _fsync_dir(d):
     "Force directory `d`'s entries (a rename) to disk, where the platform allows it."
     try: fd = os.open(d, os.O_RDONLY)
@@ -127,30 +127,31 @@ def _fsync_dir(d):
     except OSError: pass
     finally: os.close(fd)
 
-def _file_mode(path):
-    "Permission bits for the file at `path`: kept if it exists, else 0o666 less the umask."
-    try: return os.stat(path).st_mode & 0o777
-    except FileNotFoundError:
-        umask = os.umask(0); os.umask(umask)
-        return 0o666 & ~umask
+def _new_temporary(d, base):
+    "Create `.<base>.<random>.tmp` in folder `d` with mode 0o666, which the OS reduces by the umask as for any new file."
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, 'O_BINARY', 0)
+    while True:
+        tmp = os.path.join(d, f'.{base}.{secrets.token_hex(8)}.tmp')
+        try: return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError: continue
 
 def _atomic_write(path, write):
     "Call `write(f)` on a temporary file beside `path`, make it durable, then rename it onto `path`."
     d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f'.{os.path.basename(path)}.', suffix='.tmp', dir=d)
+    fd, tmp = _new_temporary(d, os.path.basename(path))
     try:
         with os.fdopen(fd, 'wb') as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, _file_mode(path))
+        if os.path.exists(path): os.chmod(tmp, os.stat(path).st_mode & 0o777)   # keep the target's permissions
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp): os.unlink(tmp)
         raise
     _fsync_dir(d)
 
-# %% ../nbs/05_checkpoint.ipynb #d26b7949
+# %% ../nbs/05_checkpoint.ipynb #8e485dcb
 def save(obj, # nested state: dicts, lists, tuples, numpy arrays and scalars, int, float, bool, str, None, or objects with `state_dict()`
          path, # file to write (conventionally `.ckpt` or `.npz`); replaced atomically if it exists
         ):
@@ -162,7 +163,7 @@ def save(obj, # nested state: dicts, lists, tuples, numpy arrays and scalars, in
             'arrays': {k: {'dtype': a.dtype.str, 'shape': list(a.shape)} for k, a in arrays.items()}}
     _atomic_write(path, lambda f: _write_archive(f, meta, arrays))
 
-# %% ../nbs/05_checkpoint.ipynb #b23931e9
+# %% ../nbs/05_checkpoint.ipynb #c4855d8e
 _DTYPE = re.compile(r'[<>|][biufc][0-9]{1,2}')
 _KEY = re.compile(r'a[0-9]{1,9}')
 
@@ -188,7 +189,7 @@ def _check_meta(meta):
         decl[k] = (dt, tuple(s))
     return decl
 
-# %% ../nbs/05_checkpoint.ipynb #7878138f
+# %% ../nbs/05_checkpoint.ipynb #6edd4521
 def _read_header(z, name):
     "(shape, dtype) from the header of `.npy` member `name`, without reading its data."
     with z.open(name) as m:
@@ -212,7 +213,7 @@ def _read_arrays(f, decl):
             arrays[k] = a
     return arrays
 
-# %% ../nbs/05_checkpoint.ipynb #477c4e93
+# %% ../nbs/05_checkpoint.ipynb #0b5d87f2
 def load(path, # checkpoint written by `save`
         ):
     "Load a checkpoint written by `save`; refuses (with `CheckpointError`) anything else, running no code from the file."

@@ -543,3 +543,11 @@ def test_state_dicts_neither_share_nor_keep_arrays():
     for s in osd['state'].values(): s['exp_avg'] += 1
     assert all((p.data == q + 1).all() for p, q in zip(model2.parameters(), before[0]))
     assert all((s['exp_avg'] == q + 1).all() for s, q in zip(opt2.state.values(), before[1]))
+
+
+def test_save_never_changes_the_process_umask(tmp_path, monkeypatch):
+    "Other threads may create files during a save: the umask must never be touched, even briefly."
+    def refuse(*args): raise AssertionError('os.umask called during save')
+    monkeypatch.setattr(os, 'umask', refuse)
+    save({'w': np.ones(2)}, tmp_path / 'fresh')
+    same({'w': np.ones(2)}, load(tmp_path / 'fresh'))
