@@ -876,3 +876,17 @@ def test_batched_runner_refuses_to_cast():
     with pytest.raises(TypeError):
         base.run_update_batched(descent_update, params, [np.ones(2, np.float32)] * 2, {}, scratch,
                                 step=1, lr=1.0, weight_decay=0.0, maximize=False)
+
+@pytest.mark.parametrize('where', [0, 1, 2])
+def test_clip_grad_norm_inf_sees_a_nan_in_any_gradient(where):
+    grads = [np.array([1.0, 2.0]), np.array([0.5, -3.0]), np.array([0.25, 0.0])]
+    grads[where][0] = np.nan
+    ours = [Parameter(np.ones(2)) for _ in grads]
+    theirs = [torch.ones(2, dtype=torch.float64, requires_grad=True) for _ in grads]
+    for p, t, g in zip(ours, theirs, grads): p.grad, t.grad = g.copy(), torch.tensor(g)
+    with pytest.raises(NonFiniteGradientError): clip_grad_norm_(ours, 1.0, float('inf'), error_if_nonfinite=True)
+    for p, g in zip(ours, grads): np.testing.assert_array_equal(p.grad, g)
+    total = clip_grad_norm_(ours, 1.0, float('inf'))
+    expected = torch.nn.utils.clip_grad_norm_(theirs, 1.0, float('inf'))
+    assert np.isnan(total) and torch.isnan(expected)
+    for p, t in zip(ours, theirs): np.testing.assert_array_equal(p.grad, t.grad.numpy())

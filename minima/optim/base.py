@@ -567,7 +567,7 @@ def load_state_dict(self, state_dict:dict):
     self.state, self._slabs = new_state, {}
     self.skipped_steps = int(skipped)
 
-# %% ../../nbs/04a_optim_base.ipynb #adff8cc1
+# %% ../../nbs/04a_optim_base.ipynb #cef134ff
 def _grads(parameters):
     if isinstance(parameters, Tensor): parameters = [parameters]
     return [p.grad for p in parameters if p.grad is not None]
@@ -583,7 +583,7 @@ def clip_grad_norm_(parameters, # a Parameter or an iterable of Parameters; grad
             raise error(f'clip_grad_norm_: invalid {arg}={value!r}; {arg} must be {spec.describe()}')
     grads = _grads(parameters)
     if not grads: return 0.0
-    if norm_type == math.inf: total = max(np.maximum(g.max(), -g.min()) if g.size else 0.0 for g in grads)
+    if norm_type == math.inf: total = np.max([np.maximum(g.max(), -g.min()) if g.size else 0.0 for g in grads]) # np.max keeps a NaN wherever it is
     else: total = np.linalg.norm([np.linalg.norm(g.reshape(-1), norm_type) for g in grads], norm_type)
     if error_if_nonfinite and not np.isfinite(total):
         raise NonFiniteGradientError(f'clip_grad_norm_: the total norm of order {norm_type} of the gradients is {total}; '
