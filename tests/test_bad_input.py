@@ -30,7 +30,6 @@ class Case:
     error: type        # the exception it must raise
     words: tuple = ()  # substrings the message must contain: the argument's name, the accepted range, ...
     setup: str = ''    # code run before the snapshot (puts the world in the state the case needs)
-    gap: str = ''      # a known shortcoming: the case is expected to fail (strictly) until it is fixed
 
 
 class Payload:
@@ -279,8 +278,7 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize('case', [pytest.param(c, marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason=c.gap)) if c.gap else c
-                                  for c in CASES], ids=[c.name for c in CASES])
+@pytest.mark.parametrize('case', CASES, ids=[c.name for c in CASES])
 def test_bad_input(case, tmp_path):
     err, before, after = run_case(case, tmp_path)
     assert err is not None, f'{case.call} raised nothing'
