@@ -3,7 +3,7 @@ state_dict/load_state_dict, the chunked update runner, clipping and the weight-d
 
 The optimizers used here are defined in this file (plain gradient descent and a velocity-buffer
 variant), so the base is tested independently of the algorithms built on it."""
-import copy, gc, re
+import copy, gc, pickle, re
 import numpy as np
 import pytest
 import torch
@@ -890,3 +890,18 @@ def test_clip_grad_norm_inf_sees_a_nan_in_any_gradient(where):
     expected = torch.nn.utils.clip_grad_norm_(theirs, 1.0, float('inf'))
     assert np.isnan(total) and torch.isnan(expected)
     for p, t in zip(ours, theirs): np.testing.assert_array_equal(p.grad, t.grad.numpy())
+
+@pytest.mark.parametrize('clone', [copy.deepcopy, lambda o: pickle.loads(pickle.dumps(o))], ids=['deepcopy', 'pickle'])
+def test_copied_optimizer_continues_like_the_original(clone):
+    ps = params((3,), (2, 2), (5,))
+    opt = Velocity(ps, lr=0.1, mu=0.9)
+    set_grads(ps); opt.step()
+    twin = clone(opt)
+    qs = twin.param_groups[0]['params']
+    for seed in range(2, 5):
+        set_grads(ps, seed); set_grads(qs, seed)
+        opt.step(); twin.step()
+        for p, q in zip(ps, qs):
+            np.testing.assert_array_equal(q.data, p.data)
+            assert twin.state[q]['step'] == opt.state[p]['step']
+            np.testing.assert_array_equal(twin.state[q]['velocity'], opt.state[p]['velocity'])

@@ -212,7 +212,7 @@ def all_finite(a:np.ndarray) -> bool:
     if a.size == 0: return True
     return bool(np.isfinite(a.min()) and np.isfinite(a.max()))
 
-# %% ../../nbs/04a_optim_base.ipynb #9178837d
+# %% ../../nbs/04a_optim_base.ipynb #92c6b50b
 class Optimizer:
     "Base class of every minima optimizer: parameter groups, validation, lazy state, atomic chunked steps, checkpoints."
     update = None          # the algorithm's pure update function: update(param, grad, state, *, step, **hyperparameters)
@@ -291,6 +291,10 @@ class Optimizer:
             for p in group['params']:
                 if set_to_none: p.grad = None
                 elif p.grad is not None: p.grad.fill(0)
+
+    def __getstate__(self):
+        "For copy and pickle: leave out the slabs and scratch arrays; a copy's buffers are placed in slabs of its own at its next step."
+        return {**self.__dict__, '_slabs': {}, '_scratch_arrays': {}}
 
     def __repr__(self):
         lines = [f'{type(self).__name__} (']
