@@ -39,7 +39,7 @@ class enable_grad(_GradMode):
     "Context manager (or decorator) under which operations record a graph, even inside `no_grad()`."
     mode = True
 
-# %% ../nbs/00_autograd.ipynb #bf701cdf
+# %% ../nbs/00_autograd.ipynb #fec7af0f
 class Tensor:
     "A numpy array with reverse-mode automatic differentiation."
     __array_ufunc__ = None  # numpy defers `ndarray op Tensor` and `np.float64 op Tensor` to us
@@ -73,6 +73,7 @@ class Tensor:
     def item(self):
         "The value of a one-element tensor as a Python number."
         return self.data.item()
+    def __float__(self): return float(self.data.item())   # float(loss), e.g. for ReduceLROnPlateau.step(loss)
     def detach(self) -> 'Tensor':
         "A new leaf sharing this tensor's data, cut off from the graph."
         return Tensor(self.data)

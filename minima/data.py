@@ -5,9 +5,8 @@
 # %% auto #0
 __all__ = ['Dataset', 'TensorDataset', 'DataLoader', 'load_digits', 'read_idx', 'mnist_paths', 'load_mnist', 'write_idx']
 
-# %% ../nbs/03_data.ipynb #1032fde0
+# %% ../nbs/03_data.ipynb #8a16416e
 import gzip
-import os
 from pathlib import Path
 import numpy as np
 from .autograd import Tensor

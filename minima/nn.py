@@ -91,7 +91,7 @@ class Module:
         "Set every parameter's gradient to None."
         for p in self.parameters(): p.grad = None
 
-# %% ../nbs/02_nn.ipynb #5d0c4ed1
+# %% ../nbs/02_nn.ipynb #5b3ea872
 def _state_dict(self) -> dict:
     "{name: copy of the parameter's array}, in definition order."
     return {name: p.data.copy() for name, p in self.named_parameters()}
@@ -102,15 +102,14 @@ def _load_state_dict(self, state_dict: dict, # name -> array, as `state_dict()` 
     if not isinstance(state_dict, Mapping):
         raise TypeError(f"load_state_dict into {type(self).__name__}: state_dict must be a dict of name -> array "
                         f"(as state_dict() returns), got {type(state_dict).__name__} {state_dict!r:.60}; nothing was loaded")
-    state = state_dict
     own = dict(self.named_parameters())
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own]
     problems = ([f"missing: {missing}"] if strict and missing else []) + \
                ([f"unexpected: {unexpected}"] if strict and unexpected else [])
     arrays = {}
-    for k in own.keys() & state.keys():
-        v, p = state[k], own[k]
+    for k in own.keys() & state_dict.keys():
+        v, p = state_dict[k], own[k]
         a = np.asarray(v.data if isinstance(v, Tensor) else v)
         if a.shape != p.shape: problems.append(f"{k}: shape {a.shape} given, parameter has {p.shape}")
         elif a.dtype != p.dtype: problems.append(f"{k}: dtype {a.dtype} given, parameter has {p.dtype}")

@@ -487,3 +487,8 @@ def test_integer_results_do_not_require_grad():
     y = x.astype(np.int64)
     assert y.dtype == np.int64 and not y.requires_grad
     assert x.astype(np.float32).requires_grad
+
+
+def test_float_of_a_one_element_tensor():
+    assert float(Tensor(np.array([2.5], np.float32))) == 2.5
+    with pytest.raises((TypeError, ValueError)): float(Tensor(np.ones(2)))
