@@ -905,3 +905,16 @@ def test_copied_optimizer_continues_like_the_original(clone):
             np.testing.assert_array_equal(q.data, p.data)
             assert twin.state[q]['step'] == opt.state[p]['step']
             np.testing.assert_array_equal(twin.state[q]['velocity'], opt.state[p]['velocity'])
+
+def test_state_dict_and_load_check_edited_param_lists():
+    a, b = params((2,), (2,))
+    opt = Velocity([{'params': [a]}, {'params': [b]}])
+    set_grads([a, b]); opt.step()
+    sd = opt.state_dict()
+    opt.param_groups[1]['params'] = [a]   # the same parameter in two groups
+    before = snapshot(opt, [a, b])
+    with pytest.raises(ValueError, match='only once'): opt.load_state_dict(sd)
+    assert_same(snapshot(opt, [a, b]), before)
+    with pytest.raises(ValueError, match='only once'): opt.state_dict()
+    opt.param_groups[1]['params'] = [b]
+    opt.load_state_dict(opt.state_dict())

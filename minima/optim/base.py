@@ -478,10 +478,11 @@ def _run_batches(self, batches): # [(keywords for `update`, buffer names, [(para
     try: run(0)
     finally: other.result()
 
-# %% ../../nbs/04a_optim_base.ipynb #8c4af84b
+# %% ../../nbs/04a_optim_base.ipynb #91a737f7
 @patch_to(Optimizer)
 def state_dict(self) -> dict:
     "A snapshot of the optimizer: torch.optim's layout plus 'param_names' and 'skipped_steps'; arrays are copies."
+    self._check_params()
     ids, groups = {}, []
     for group in self.param_groups:
         packed = {k: (list(v) if k == 'param_names' else v) for k, v in group.items() if k != 'params'}
@@ -521,11 +522,12 @@ def _read_state_entry(self, entry, p, group, where, possible):
                             f'entries other than the buffers {sorted(possible)} must be numbers')
     return {k: (np.array(v, order='C', copy=True) if isinstance(v, np.ndarray) else v) for k, v in entry.items()} | {'step': int(step)}
 
-# %% ../../nbs/04a_optim_base.ipynb #4d7b22dd
+# %% ../../nbs/04a_optim_base.ipynb #0d191987
 @patch_to(Optimizer)
 def load_state_dict(self, state_dict:dict):
     "Restore a `state_dict()`; validates everything first and, on any mismatch, raises and changes nothing."
     name = type(self).__name__
+    self._check_params()
     if not isinstance(state_dict, dict) or not {'state', 'param_groups'} <= set(state_dict):
         raise TypeError(f"{name}.load_state_dict: expected a dict with 'state' and 'param_groups', got {_what(state_dict)}")
     saved_groups, saved_state = state_dict['param_groups'], state_dict['state']
