@@ -918,3 +918,29 @@ def test_state_dict_and_load_check_edited_param_lists():
     with pytest.raises(ValueError, match='only once'): opt.state_dict()
     opt.param_groups[1]['params'] = [b]
     opt.load_state_dict(opt.state_dict())
+
+def test_load_copies_into_the_existing_buffers():
+    a, b = params((2,), (3,))
+    opt = Velocity([a, b], mu=0.5)
+    set_grads([a, b]); opt.step()
+    saved = opt.state_dict()
+    set_grads([a, b], 2); opt.step()
+    ref = opt.state[a]['velocity']
+    opt.load_state_dict(saved)
+    assert opt.state[a]['velocity'] is ref
+    np.testing.assert_array_equal(ref, saved['state'][0]['velocity'])
+    assert ref is not saved['state'][0]['velocity']
+    set_grads([a, b], 3); opt.step()
+    assert opt.state[a]['velocity'] is ref
+    np.testing.assert_array_equal(ref, saved['state'][0]['velocity'] * 0.5 + a.grad)   # v <- mu v + g from the loaded v
+
+def test_load_of_arrays_sharing_memory_with_the_buffers():
+    a, b = params((3,), (3,))
+    opt = Velocity([a, b])
+    set_grads([a, b]); opt.step()
+    va, vb = opt.state[a]['velocity'].copy(), opt.state[b]['velocity'].copy()
+    swapped = opt.state_dict()
+    swapped['state'][0]['velocity'], swapped['state'][1]['velocity'] = opt.state[b]['velocity'], opt.state[a]['velocity']
+    opt.load_state_dict(swapped)
+    np.testing.assert_array_equal(opt.state[a]['velocity'], vb)
+    np.testing.assert_array_equal(opt.state[b]['velocity'], va)

@@ -492,10 +492,15 @@ def state_dict(self) -> dict:
              for p in ids if p in self.state}
     return {'state': state, 'param_groups': groups, 'skipped_steps': self.skipped_steps}
 
-# %% ../../nbs/04a_optim_base.ipynb #6d4defc5
+# %% ../../nbs/04a_optim_base.ipynb #687d0b6a
+def _root(a):
+    "The array that owns the memory of `a` (`a` itself if it owns it)."
+    while isinstance(a.base, np.ndarray): a = a.base
+    return a
+
 @patch_to(Optimizer)
 def _read_state_entry(self, entry, p, group, where, possible):
-    "Validate one saved state entry for parameter `p` (`possible`: the buffer names accepted); return the new state dict (copies)."
+    "Validate one saved state entry for parameter `p` (`possible`: the buffer names accepted); return it with `step` an int (arrays not copied)."
     name = type(self).__name__
     if not isinstance(entry, dict): raise TypeError(f'{name}.load_state_dict: {where} is {_what(entry)}, not a dict')
     step = entry.get('step')
@@ -520,9 +525,9 @@ def _read_state_entry(self, entry, p, group, where, possible):
         elif not _is_real(v):
             raise TypeError(f'{name}.load_state_dict: {where} has {k}={v!r:.40}, {_what(v)}; '
                             f'entries other than the buffers {sorted(possible)} must be numbers')
-    return {k: (np.array(v, order='C', copy=True) if isinstance(v, np.ndarray) else v) for k, v in entry.items()} | {'step': int(step)}
+    return {**entry, 'step': int(step)}
 
-# %% ../../nbs/04a_optim_base.ipynb #0d191987
+# %% ../../nbs/04a_optim_base.ipynb #2fefbb8c
 @patch_to(Optimizer)
 def load_state_dict(self, state_dict:dict):
     "Restore a `state_dict()`; validates everything first and, on any mismatch, raises and changes nothing."
@@ -565,12 +570,26 @@ def load_state_dict(self, state_dict:dict):
     skipped = state_dict.get('skipped_steps', 0)
     if not isinstance(skipped, (int, np.integer)) or isinstance(skipped, bool) or skipped < 0:
         raise ValueError(f'{name}.load_state_dict: skipped_steps={skipped!r}; expected an integer >= 0')
+    # a saved array goes into p's buffer where p has a writable one of its shape and dtype (references to it stay
+    # valid, its place in a slab is kept); elsewhere it is copied now, so nothing below can fail
+    roots = {id(_root(b)) for s in self.state.values() for b in s.values() if isinstance(b, np.ndarray)}
+    into = []
+    for p, entry in new_state.items():
+        old = self.state.get(p, {})
+        for k, v in entry.items():
+            if not isinstance(v, np.ndarray): continue
+            buf = old.get(k)
+            if isinstance(buf, np.ndarray) and buf.shape == v.shape and buf.dtype == v.dtype and buf.flags.writeable:
+                into.append((buf, v.copy() if id(_root(v)) in roots else v))   # a copy if v shares memory with our buffers
+                entry[k] = buf
+            else: entry[k] = np.array(v, order='C', copy=True)
     # every check passed: now change things
     for group, hyper in zip(self.param_groups, new_groups):
         params, names = group['params'], group.get('param_names')
         group.clear()
         group.update({'params': params, **hyper, **({'param_names': names} if names is not None else {})})
-    self.state, self._slabs = new_state, {}
+    for buf, v in into: np.copyto(buf, v)
+    self.state = new_state
     self.skipped_steps = int(skipped)
 
 # %% ../../nbs/04a_optim_base.ipynb #cef134ff
