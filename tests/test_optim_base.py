@@ -3,7 +3,7 @@ state_dict/load_state_dict, the chunked update runner, clipping and the weight-d
 
 The optimizers used here are defined in this file (plain gradient descent and a velocity-buffer
 variant), so the base is tested independently of the algorithms built on it."""
-import copy, gc, pickle, re
+import copy, gc, os, pickle, re, threading, time
 import numpy as np
 import pytest
 import torch
@@ -944,3 +944,58 @@ def test_load_of_arrays_sharing_memory_with_the_buffers():
     opt.load_state_dict(swapped)
     np.testing.assert_array_equal(opt.state[a]['velocity'], vb)
     np.testing.assert_array_equal(opt.state[b]['velocity'], va)
+
+
+# -- the two threads of a step --
+
+two_cpus = pytest.mark.skipif((os.cpu_count() or 1) < 2, reason='the second thread runs only with two CPUs')
+
+def _chunked(monkeypatch, update, n=400):
+    "Run `update` through run_update_in_chunks on 4-element chunks of an n-element array (n/4 tasks for two threads)."
+    monkeypatch.setattr(base, 'CHUNK_SIZE', 4); monkeypatch.setattr(base, 'PARALLEL_SIZE', 16)
+    base.run_update_in_chunks(update, np.ones(n), np.ones(n), {}, step=1)
+
+@two_cpus
+def test_second_thread_uses_the_callers_numpy_error_settings(monkeypatch):
+    seen = []   # (on the caller's thread, numpy's 'over' setting) per chunk
+    me = threading.get_ident()
+    def update(param, grad, state, *, step):
+        time.sleep(0.002); seen.append((threading.get_ident() == me, np.geterr()['over']))
+    with np.errstate(over='raise'): _chunked(monkeypatch, update)
+    assert any(not mine for mine, _ in seen)   # the second thread took chunks
+    assert {over for _, over in seen} == {'raise'}
+
+@two_cpus
+def test_second_thread_stops_when_the_caller_raises(monkeypatch):
+    me, calls = threading.get_ident(), []
+    def update(param, grad, state, *, step):
+        calls.append(threading.get_ident() == me)
+        if threading.get_ident() == me: time.sleep(0.01); raise RuntimeError('caller failed')
+        time.sleep(0.002)
+    with pytest.raises(RuntimeError, match='caller failed'): _chunked(monkeypatch, update)
+    assert len(calls) < 20   # of 100 chunks
+
+@two_cpus
+def test_the_callers_exception_is_not_masked_by_the_second_threads(monkeypatch):
+    me, calls = threading.get_ident(), []
+    def update(param, grad, state, *, step):
+        calls.append(threading.get_ident() == me)
+        if threading.get_ident() != me: raise ValueError('second thread failed')
+        time.sleep(0.05); raise RuntimeError('caller failed')
+    with pytest.raises(RuntimeError, match='caller failed'): _chunked(monkeypatch, update)
+    assert not all(calls)   # the second thread did fail
+    def only_the_second_fails(param, grad, state, *, step):
+        if threading.get_ident() != me: raise ValueError('second thread failed')
+        time.sleep(0.002)
+    with pytest.raises(ValueError, match='second thread failed'): _chunked(monkeypatch, only_the_second_fails)
+
+@two_cpus
+def test_batches_on_the_second_thread_use_the_callers_numpy_error_settings():
+    seen, me = [], threading.get_ident()
+    def record(param, grad, state, *, step, lr, weight_decay, maximize):
+        time.sleep(0.002); seen.append((threading.get_ident() == me, np.geterr()['invalid']))
+    class Recorder(Descent): update = staticmethod(record)
+    ps = params(*[(base.SMALL_SIZE,)] * 160)   # ten batches
+    set_grads(ps)
+    with np.errstate(invalid='raise'): Recorder(ps).step()
+    assert any(not mine for mine, _ in seen) and {v for _, v in seen} == {'raise'}

@@ -136,7 +136,7 @@ def split_names(items, where:str): # -> (list of Parameters, list of names or No
         names = None
     return params, names
 
-# %% ../../nbs/04a_optim_base.ipynb #226e2db9
+# %% ../../nbs/04a_optim_base.ipynb #17c39476
 import os
 from concurrent.futures import ThreadPoolExecutor
 
@@ -158,6 +158,30 @@ def _second_thread():
         _worker = (os.getpid(), ThreadPoolExecutor(1, thread_name_prefix='minima-optim'))
     return _worker[1]
 
+def _share(work, # `work(slot, task)`: slot 0 on this thread, 1 on the second
+           tasks, # the tasks, e.g. a range of chunk starts or a list of batches
+           parallel:bool): # False: run every task on this thread
+    "Run `work` on every task, on this thread and, if `parallel`, a second one; each takes the next task when it is free."
+    tasks = iter(tasks)
+    if not parallel or (os.cpu_count() or 1) < 2:
+        for task in tasks: work(0, task)
+        return
+    errors, stop = np.geterr(), False   # numpy's error settings belong to each thread: the second one takes this one's
+    def other():
+        with np.errstate(**errors):
+            for task in tasks:
+                if stop: return   # this thread raised: take no more tasks
+                work(1, task)
+    done = _second_thread().submit(other) # numpy releases the GIL inside ufuncs, so both threads compute
+    try:
+        for task in tasks: work(0, task)
+    except BaseException:
+        stop = True
+        try: done.result()
+        except BaseException: pass   # this thread's exception is the one raised
+        raise
+    done.result()
+
 def run_update_in_chunks(update, # the algorithm's pure in-place update function
                          param:np.ndarray, # the parameter's array, updated in place
                          grad:np.ndarray, # its gradient, read only
@@ -170,17 +194,15 @@ def run_update_in_chunks(update, # the algorithm's pure in-place update function
         return update(param, _clipped(grad, clip), buffers, **hyper)
     p, g = param.reshape(-1), grad.reshape(-1)
     flat = {name: b.reshape(-1) for name, b in buffers.items()}
-    starts = iter(range(0, n, CHUNK_SIZE)) # with two threads, each takes the next chunk when it is free
-    def run():
-        scratch = None if clip is None else np.empty(CHUNK_SIZE, grad.dtype)
-        for start in starts:
-            s = slice(start, min(start + CHUNK_SIZE, n))
-            g_chunk = g[s] if clip is None else _clipped(g[s], clip, scratch[:s.stop - start])
-            update(p[s], g_chunk, {name: b[s] for name, b in flat.items()}, **hyper)
-    if n < PARALLEL_SIZE or (os.cpu_count() or 1) < 2: return run()
-    other = _second_thread().submit(run) # numpy releases the GIL inside ufuncs, so both threads compute
-    try: run()
-    finally: other.result()
+    scratch = {}   # slot -> a chunk for the clipped gradient, one per thread
+    def run(slot, start):
+        s = slice(start, min(start + CHUNK_SIZE, n))
+        if clip is None: g_chunk = g[s]
+        else:
+            if slot not in scratch: scratch[slot] = np.empty(CHUNK_SIZE, grad.dtype)
+            g_chunk = _clipped(g[s], clip, scratch[slot][:s.stop - start])
+        update(p[s], g_chunk, {name: b[s] for name, b in flat.items()}, **hyper)
+    _share(run, range(0, n, CHUNK_SIZE), parallel=n >= PARALLEL_SIZE)
 
 # %% ../../nbs/04a_optim_base.ipynb #66c31f3e
 BATCH_SIZE = 2**16 # elements per batch of small parameters (256 KiB of float32): a batch's arrays stay in a core's L2 cache
@@ -415,7 +437,7 @@ def step(self, closure=None): # optional function that recomputes the loss (call
         for p, *_ in work: self.state[p]['step'] += 1
     return loss
 
-# %% ../../nbs/04a_optim_base.ipynb #b7449350
+# %% ../../nbs/04a_optim_base.ipynb #1e7e5b1e
 def _small(param, grad):
     "True if `param` is updated in a batch: at most SMALL_SIZE elements, parameter and gradient C-contiguous."
     return param.size <= SMALL_SIZE and param.flags.c_contiguous and grad.flags.c_contiguous
@@ -466,17 +488,13 @@ def _scratch(self, slot, dtype):
 @patch_to(Optimizer)
 def _run_batches(self, batches): # [(keywords for `update`, buffer names, [(param, grad, [(slab, start)])])]
     "Run `run_update_batched` on every batch, on two threads when there are several batches."
-    todo = iter(batches)   # each thread takes the next batch when it is free
-    def run(slot):
-        for kw, names, batch in todo:
-            params, grads = [p for p, *_ in batch], [g for p, g, *_ in batch]
-            n = sum(p.size for p in params)
-            buffers = {b: slab[start:start + n] for b, (slab, start) in zip(names, batch[0][2])}
-            run_update_batched(self.update, params, grads, buffers, self._scratch(slot, params[0].dtype), **kw)
-    if len(batches) < 2 or (os.cpu_count() or 1) < 2: return run(0)
-    other = _second_thread().submit(run, 1)
-    try: run(0)
-    finally: other.result()
+    def run(slot, task):
+        kw, names, batch = task
+        params, grads = [p for p, *_ in batch], [g for p, g, *_ in batch]
+        n = sum(p.size for p in params)
+        buffers = {b: slab[start:start + n] for b, (slab, start) in zip(names, batch[0][2])}
+        run_update_batched(self.update, params, grads, buffers, self._scratch(slot, params[0].dtype), **kw)
+    _share(run, batches, parallel=len(batches) >= 2)
 
 # %% ../../nbs/04a_optim_base.ipynb #91a737f7
 @patch_to(Optimizer)
