@@ -402,7 +402,7 @@ def _check_step(self) -> list|None:
             work.append((p, g, group, buffers, hyper, clip))
     return None if skip else work
 
-# %% ../../nbs/04a_optim_base.ipynb #0903c972
+# %% ../../nbs/04a_optim_base.ipynb #b8f0ed48
 @patch_to(Optimizer)
 def step(self, closure=None): # optional function that recomputes the loss (called with gradients enabled)
     "Update every parameter that has a gradient; return `closure()`'s loss if a closure is given."
@@ -428,7 +428,7 @@ def step(self, closure=None): # optional function that recomputes the loss (call
             t = state['step'] + 1
             extra = self.step_scalars(group, state, t) if scalars else {}
             if clip is None and _small(p.data, g):
-                key = (id(hyper), p.data.dtype, t, repr(tuple(extra.items())) if extra else '')
+                key = (id(hyper), p.data.dtype, t, tuple(extra.items()))
                 if key not in small: small[key] = (dict(hyper, step=t, **extra), buffers, [])
                 placed = self._slabs[p]
                 small[key][2].append((p.data, g, [placed[b][0] for b in buffers]))
@@ -437,7 +437,7 @@ def step(self, closure=None): # optional function that recomputes the loss (call
         for p, *_ in work: self.state[p]['step'] += 1
     return loss
 
-# %% ../../nbs/04a_optim_base.ipynb #1e7e5b1e
+# %% ../../nbs/04a_optim_base.ipynb #24f59795
 def _small(param, grad):
     "True if `param` is updated in a batch: at most SMALL_SIZE elements, parameter and gradient C-contiguous."
     return param.size <= SMALL_SIZE and param.flags.c_contiguous and grad.flags.c_contiguous
@@ -462,13 +462,12 @@ def _place_in_slabs(self, work):
             start += n
 
 def consecutive_runs(items:list, # (param, grad, [(slab, start) of each buffer]) of small parameters, in order
-                     limit:int=None, # largest number of elements in a run; None: BATCH_SIZE
                     )->list: # lists of items whose buffers follow one another in their slabs
-    "Cut `items` into runs whose buffers are consecutive in one slab per buffer, each of at most `limit` elements."
-    limit, runs, total = limit or BATCH_SIZE, [], 0
+    "Cut `items` into runs whose buffers are consecutive in one slab per buffer, each of at most `BATCH_SIZE` elements."
+    runs, total = [], 0
     for item in items:
         p, g, places = item
-        follows = bool(runs) and total + p.size <= limit
+        follows = bool(runs) and total + p.size <= BATCH_SIZE
         if follows:
             q, _, before = runs[-1][-1]
             for (s, start), (s0, start0) in zip(places, before):
