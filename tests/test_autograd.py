@@ -9,6 +9,7 @@ from hypothesis import given, settings, strategies as st
 from hypothesis.extra.numpy import array_shapes, mutually_broadcastable_shapes
 
 from minima.autograd import Tensor, no_grad, enable_grad, is_grad_enabled
+from graph_nodes import count_graph_nodes
 
 SETTINGS = settings(deadline=None, max_examples=25)
 
@@ -369,22 +370,12 @@ def test_detach_cuts_graph_and_shares_data():
     np.testing.assert_array_equal(w.grad, [2., 2.])
 
 
-def count_graph(t):
-    seen, stack = set(), [t]
-    while stack:
-        n = stack.pop()
-        if id(n) in seen: continue
-        seen.add(id(n))
-        if n._ctx is not None: stack.extend(n._ctx[0])
-    return len(seen)
-
-
 def test_graph_size_constant_over_steps():
     w = Tensor(np.ones(3), requires_grad=True)
     sizes = []
     for _ in range(5):
         loss = ((w * 2 - 1) ** 2).sum()
-        sizes.append(count_graph(loss))
+        sizes.append(count_graph_nodes(loss))
         loss.backward()
         with no_grad():
             w.data -= 0.1 * w.grad

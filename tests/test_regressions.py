@@ -4,6 +4,7 @@ import numpy as np
 
 from minima import init, nn
 from minima.autograd import Tensor, no_grad
+from graph_nodes import count_graph_nodes
 from minima.nn import Parameter
 
 
@@ -12,16 +13,6 @@ def sgd_step(params, lr):
     for p in params:
         p.data -= np.asarray(lr, p.dtype) * p.grad
         p.grad = None
-
-
-def graph_size(t):
-    seen, stack = set(), [t]
-    while stack:
-        n = stack.pop()
-        if id(n) in seen: continue
-        seen.add(id(n))
-        if n._ctx is not None: stack.extend(n._ctx[0])
-    return len(seen)
 
 
 def test_bug2_float32_parameters_get_float32_grads():
@@ -50,7 +41,7 @@ def test_bug4_no_graph_growth_from_detached_use():
     sizes = []
     for _ in range(6):
         loss = nn.CrossEntropyLoss()(model(x), y)
-        sizes.append(graph_size(loss))
+        sizes.append(count_graph_nodes(loss))
         loss.backward()
         with no_grad():
             for p in model.parameters():
