@@ -9,6 +9,7 @@ import tracemalloc
 import numpy as np
 import pytest
 import minima.optim as optim
+import minima.optim.base as base
 from minima.nn import Parameter
 
 N = 2**23                     # elements of the parameter under test: 32 MiB in float32
@@ -78,12 +79,17 @@ def test_state_holds_exactly_the_algorithms_buffers(name, kw, n_state):
             assert not any(np.shares_memory(a, b) for b in arrays[i + 1:])
 
 def test_many_small_parameters_allocate_little():
-    # 2000 parameters of 1000 elements: a step may keep per-group scratch, never a copy of everything
-    params = [make_param(1000, seed=s) for s in range(2000)]
+    # 4000 parameters of 1000 elements (16 MB), updated in flat runs: a step may allocate the update
+    # function's chunk-sized temporaries on each of its two threads and a little bookkeeping per
+    # parameter (an eighth of its size at most), never a copy of everything
+    n, size = 4000, 1000
+    params = [make_param(size, seed=s) for s in range(n)]
     opt = optim.Adam(params, lr=1e-3)
     opt.step()
     peak = peak_during(opt.step)
-    assert peak < 2000 * 1000 * 4 // 8, f"a step over 2000 small parameters allocated {peak} bytes"
+    bar = 2 * base.CHUNK_SIZE * 4 + n * size * 4 // 8
+    assert bar < n * size * 4 // 3
+    assert peak < bar, f"a step over {n} small parameters allocated {peak} bytes"
 
 @pytest.mark.parametrize('name,kw,n_state', CASES, ids=IDS)
 def test_chunked_step_is_bit_identical_to_one_whole_array_update(name, kw, n_state):
@@ -103,10 +109,13 @@ def test_chunked_step_is_bit_identical_to_one_whole_array_update(name, kw, n_sta
 BATCH_CASES = CASES + [('NAdam', dict(lr=1e-3), 2), ('RAdam', dict(lr=1e-3), 2), ('Adamax', dict(lr=1e-3), 2),
                        ('Adadelta', dict(lr=1.0), 2)]
 
+@pytest.mark.parametrize('chunk', [None, 50], ids=['chunks-of-the-default-size', 'chunks-of-50'])
 @pytest.mark.parametrize('name,kw,n_state', BATCH_CASES, ids=[f'{c[0]}-{c[1]}' for c in BATCH_CASES])
-def test_batched_small_parameters_are_bit_identical_to_one_call_each(name, kw, n_state):
-    # small parameters of several shapes, batched by the base; some miss a gradient on some steps,
-    # so their step counts (and NAdam's running product) differ and must not share a call
+def test_parameters_in_flat_arrays_are_bit_identical_to_one_call_each(name, kw, n_state, chunk, monkeypatch):
+    # parameters of several shapes, updated in runs over the flat arrays; some miss a gradient on some
+    # steps, so their step counts (and NAdam's running product) differ and must not share a call; with
+    # chunks of 50 values (and two threads), chunks start and end inside parameters
+    if chunk: monkeypatch.setattr(base, 'CHUNK_SIZE', chunk); monkeypatch.setattr(base, 'PARALLEL_SIZE', 4 * chunk)
     rng = np.random.default_rng(3)
     shapes = [(7,), (3, 5), (100,), (2, 2, 2), (1,), (64, 9), (300,), (5,)]
     params = [Parameter(rng.standard_normal(s).astype(np.float32)) for s in shapes]

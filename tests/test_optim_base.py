@@ -870,12 +870,13 @@ def test_small_parameters_of_two_dtypes_are_batched_apart():
     Descent([d_alone], lr=0.7).step()
     assert np.array_equal(d.data, d_alone.data)
 
-def test_batched_runner_refuses_to_cast():
-    scratch = {'param': np.empty(8, np.float32), 'grad': np.empty(8, np.float32)}
-    params = [np.ones(2, np.float32), np.ones(2, np.float64)]
+def test_flat_runner_refuses_to_cast():
+    flat = np.ones(4, np.float32)
+    grads = [np.ones(2, np.float32), np.ones(2, np.float64)]
     with pytest.raises(TypeError):
-        base.run_update_batched(descent_update, params, [np.ones(2, np.float32)] * 2, {}, scratch,
-                                step=1, lr=1.0, weight_decay=0.0, maximize=False)
+        base.run_update_flat(descent_update, flat, grads, {}, lambda slot: np.empty(base.CHUNK_SIZE, np.float32),
+                             step=1, lr=1.0, weight_decay=0.0, maximize=False)
+    assert np.array_equal(flat, np.ones(4, np.float32))
 
 @pytest.mark.parametrize('where', [0, 1, 2])
 def test_clip_grad_norm_inf_sees_a_nan_in_any_gradient(where):
@@ -990,12 +991,113 @@ def test_the_callers_exception_is_not_masked_by_the_second_threads(monkeypatch):
     with pytest.raises(ValueError, match='second thread failed'): _chunked(monkeypatch, only_the_second_fails)
 
 @two_cpus
-def test_batches_on_the_second_thread_use_the_callers_numpy_error_settings():
+def test_flat_runs_on_the_second_thread_use_the_callers_numpy_error_settings(monkeypatch):
+    monkeypatch.setattr(base, 'CHUNK_SIZE', 4096); monkeypatch.setattr(base, 'PARALLEL_SIZE', 4 * 4096)
     seen, me = [], threading.get_ident()
     def record(param, grad, state, *, step, lr, weight_decay, maximize):
         time.sleep(0.002); seen.append((threading.get_ident() == me, np.geterr()['invalid']))
     class Recorder(Descent): update = staticmethod(record)
-    ps = params(*[(base.SMALL_SIZE,)] * 160)   # ten batches
+    ps = params(*[(1000,)] * 160)   # one run of 40 chunks
     set_grads(ps)
     with np.errstate(invalid='raise'): Recorder(ps).step()
     assert any(not mine for mine, _ in seen) and {v for _, v in seen} == {'raise'}
+
+
+# -- parameters in flat arrays --
+
+def test_parameters_move_into_one_flat_array_per_group_and_dtype():
+    a, b = params((3, 4), (5,)); c, = params((2, 2), dtype=np.float32); d, = params((7,))
+    values = [p.data.copy() for p in (a, b, c, d)]
+    opt = Velocity([{'params': [a, b, c]}, {'params': [d], 'lr': 0.5}])
+    for p, v in zip((a, b, c, d), values):
+        assert p.data.dtype == v.dtype and p.data.shape == v.shape and p.data.tobytes() == v.tobytes()
+    roots = [base._root(p.data) for p in (a, b, c, d)]
+    assert roots[0] is roots[1] and roots[0].size == 17
+    assert roots[2] is not roots[0] and roots[2].dtype == np.float32 and roots[3] is not roots[0]
+    set_grads([a, b, c, d]); opt.step()
+    va, vb = opt.state[a]['velocity'], opt.state[b]['velocity']
+    assert base._root(va) is base._root(vb) and base._root(va) is not roots[0]
+    assert not np.shares_memory(va, vb) and not np.shares_memory(va, a.data)
+
+def test_a_constructor_or_add_param_group_that_fails_moves_nothing():
+    w, b = params((3,), (2,))
+    arrays = [w.data, b.data]
+    with pytest.raises(ValueError, match='once'): Velocity([{'params': [w]}, {'params': [w, b]}])
+    with pytest.raises(ValueError, match='mu'): Velocity([w, b], mu=1.5)
+    opt = Velocity([w])
+    moved = w.data
+    with pytest.raises(ValueError, match='lr'): opt.add_param_group({'params': [b], 'lr': -1.0})
+    assert b.data is arrays[1] and w.data is moved and moved is not arrays[0]
+
+def test_parameters_that_share_memory_stay_where_they_are():
+    whole = np.zeros(6)
+    left, right = Parameter(whole[:3]), Parameter(whole[3:])   # two views of one array
+    x, = params((4,)); twin = Parameter(x.data)                 # two Parameters on one array
+    alone, = params((2,))
+    opt = Descent([left, right, x, twin, alone], lr=0.5)
+    assert left.data.base is whole and right.data.base is whole and twin.data is x.data
+    assert base._root(alone.data).size == 2 and alone.data.base is not None   # the only one moved
+    for p in (left, right, x, twin, alone): p.grad = np.ones(p.shape)
+    x0 = x.data.copy()
+    opt.step()
+    np.testing.assert_array_equal(whole, np.full(6, -0.5))          # updated in the user's array
+    np.testing.assert_array_equal(x.data, x0 - 1.0)                 # both Parameters' steps reach the one array
+
+def test_a_replaced_parameter_array_is_updated_where_it_is():
+    ps = params((3,), (4,), (2,)); ref = params((3,), (4,), (2,))
+    opt, opt_ref = Velocity(ps, mu=0.5), Velocity(ref, mu=0.5)
+    set_grads(ps); set_grads(ref); opt.step(); opt_ref.step()
+    new = ps[1].data.copy(); ps[1].data = new
+    for seed in (2, 3):
+        set_grads(ps, seed); set_grads(ref, seed); opt.step(); opt_ref.step()
+        assert ps[1].data is new
+        for p, q in zip(ps, ref):
+            np.testing.assert_array_equal(p.data, q.data)
+            np.testing.assert_array_equal(opt.state[p]['velocity'], opt_ref.state[q]['velocity'])
+    # before any state exists, the array may even change shape
+    fresh, = params((3,)); opt2 = Velocity([fresh], lr=1.0)
+    fresh.data = np.ones(5); fresh.grad = np.ones(5)
+    opt2.step()
+    np.testing.assert_array_equal(fresh.data, np.zeros(5))
+
+def test_a_second_optimizer_takes_the_parameters_and_the_first_still_updates_them():
+    p, = params((4,)); q, = params((4,))
+    first = Descent([p], lr=0.5); moved_by_first = p.data
+    second = Descent([p], lr=0.25)
+    assert p.data is not moved_by_first and np.array_equal(p.data, q.data)
+    p.grad = q.grad = np.ones(4)
+    first.step(); second.step()
+    np.testing.assert_array_equal(p.data, q.data - 0.75)
+
+def test_state_given_by_load_state_dict_moves_into_the_flat_arrays_at_the_next_step():
+    ps, opt = trained()
+    fresh = [Parameter(p.data.copy()) for p in ps]
+    opt2 = Velocity(list(zip(['fc.weight', 'fc.bias', 'scale'], fresh)))
+    opt2.load_state_dict(opt.state_dict())
+    loaded = opt2.state[fresh[0]]['velocity']
+    assert base._root(loaded) is loaded
+    set_grads(ps, 7); set_grads(fresh, 7); opt.step(); opt2.step()
+    v0, v1 = opt2.state[fresh[0]]['velocity'], opt2.state[fresh[1]]['velocity']
+    assert v0 is not loaded and base._root(v0) is base._root(v1)
+    for p, q in zip(ps, fresh):
+        np.testing.assert_array_equal(p.data, q.data)
+        np.testing.assert_array_equal(opt.state[p]['velocity'], opt2.state[q]['velocity'])
+
+@pytest.mark.parametrize('clone', [copy.deepcopy, lambda o: pickle.loads(pickle.dumps(o))], ids=['deepcopy', 'pickle'])
+def test_a_copied_optimizer_has_flat_arrays_of_its_own(clone):
+    ps = params((3,), (2, 2))
+    opt = Velocity(ps)
+    set_grads(ps); opt.step()
+    twin = clone(opt)
+    qs = twin.param_groups[0]['params']
+    assert base._root(qs[0].data) is base._root(qs[1].data) and not np.shares_memory(base._root(qs[0].data), base._root(ps[0].data))
+    set_grads(qs, 2); twin.step()
+    assert base._root(twin.state[qs[0]]['velocity']) is base._root(twin.state[qs[1]]['velocity'])
+
+def test_chunk_tasks_cover_the_gradients_in_order(monkeypatch):
+    monkeypatch.setattr(base, 'CHUNK_SIZE', 5)
+    grads = [np.arange(n, dtype=float) + 100 * i for i, n in enumerate([3, 7, 1, 5, 12])]
+    tasks = base.chunk_tasks(grads)
+    assert [(s, e) for s, e, _ in tasks] == [(0, 5), (5, 10), (10, 15), (15, 20), (20, 25), (25, 28)]
+    np.testing.assert_array_equal(np.concatenate([np.concatenate(p, axis=None) for _, _, p in tasks]), np.concatenate(grads))
+    assert all(sum(x.size for x in p) == e - s for s, e, p in tasks)

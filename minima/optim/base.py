@@ -10,8 +10,8 @@ from ..autograd import Tensor, no_grad, enable_grad
 from ..nn import Parameter
 
 # %% auto #0
-__all__ = ['CHUNK_SIZE', 'PARALLEL_SIZE', 'BATCH_SIZE', 'SMALL_SIZE', 'Real', 'Flag', 'Choice', 'Optional', 'Pair', 'Rule',
-           'check_group', 'split_names', 'run_update_in_chunks', 'run_update_batched', 'NonFiniteGradientError',
+__all__ = ['CHUNK_SIZE', 'PARALLEL_SIZE', 'Real', 'Flag', 'Choice', 'Optional', 'Pair', 'Rule', 'check_group', 'split_names',
+           'run_update_in_chunks', 'FlatLayout', 'chunk_tasks', 'run_update_flat', 'NonFiniteGradientError',
            'all_finite', 'Optimizer', 'consecutive_runs', 'clip_grad_norm_', 'clip_grad_value_', 'default_no_decay',
            'param_groups_weight_decay']
 
@@ -136,8 +136,9 @@ def split_names(items, where:str): # -> (list of Parameters, list of names or No
         names = None
     return params, names
 
-# %% ../../nbs/04a_optim_base.ipynb #17c39476
-import os
+# %% ../../nbs/04a_optim_base.ipynb #42c7ae70
+import os, weakref
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 CHUNK_SIZE = 2**18 # elements per chunk (1 MiB of float32): one chunk of every array and the update's temporaries stay in the L3 cache, and each ufunc call is long enough to amortise its Python overhead
@@ -204,26 +205,74 @@ def run_update_in_chunks(update, # the algorithm's pure in-place update function
         update(p[s], g_chunk, {name: b[s] for name, b in flat.items()}, **hyper)
     _share(run, range(0, n, CHUNK_SIZE), parallel=n >= PARALLEL_SIZE)
 
-# %% ../../nbs/04a_optim_base.ipynb #26bed73c
-BATCH_SIZE = 2**16 # elements per batch of small parameters: 256 KiB per array in float32; Adam touches five such arrays (1.25 MiB), more than a core's 1 MiB L2 here, so a batch is served from L3
-SMALL_SIZE = 4096 # parameters up to this size are batched; for larger ones the copies in and out cost as much as the calls they save
+# %% ../../nbs/04a_optim_base.ipynb #a0065bd6
+def _root(a):
+    "The array that owns the memory of `a` (`a` itself if it owns it)."
+    while isinstance(a.base, np.ndarray): a = a.base
+    return a
 
-def run_update_batched(update, # the algorithm's pure in-place update function
-                       params:list, # small C-contiguous parameter arrays of one dtype, updated in place
-                       grads:list, # their gradients, read only
-                       buffers:dict, # name -> flat array: the parameters' state buffers one after the other, updated in place
-                       scratch:dict, # 'param' and 'grad' -> flat arrays of at least the batch's size
-                       **hyper): # step, hyperparameters and step scalars shared by the whole batch
-    "Copy the parameters and gradients into flat scratch arrays, call `update` once, copy the parameters back."
-    if len(params) == 1: # nothing to gather: flat views of the one parameter and its gradient
-        return update(params[0].reshape(-1), grads[0].reshape(-1), buffers, **hyper)
-    n = sum(p.size for p in params)
-    p_flat = np.concatenate(params, axis=None, out=scratch['param'][:n], casting='no')
-    g_flat = np.concatenate(grads, axis=None, out=scratch['grad'][:n], casting='no')
-    update(p_flat, g_flat, buffers, **hyper)
-    start = 0
-    for p in params:
-        np.copyto(p.reshape(-1), p_flat[start:start + p.size]); start += p.size
+_flat_arrays = weakref.WeakValueDictionary()   # id -> every flat parameter array of every FlatLayout alive
+
+def _owner(a):
+    "Who `a`'s memory belongs to, as an id: its root array, or `a` itself if it is a parameter's view of a flat array."
+    root = _root(a)
+    return id(a) if _flat_arrays.get(id(root)) is root else id(root)
+
+class FlatLayout:
+    "Parameters of one dtype, one after the other in a flat array, with each state buffer laid out the same way."
+    def __init__(self, params:list): # Parameters of one dtype with C-contiguous, writeable data; their values are moved in
+        self.dtype = params[0].data.dtype
+        self.start, size = {}, 0   # Parameter -> index of its first value in the flat arrays
+        for p in params: self.start[p] = size; size += p.data.size
+        self.size = size
+        self.arrays = {'param': np.empty(size, self.dtype)}   # 'param' and each buffer name -> flat array
+        _flat_arrays[id(self.arrays['param'])] = self.arrays['param']
+        self.views = {p: {} for p in params}   # Parameter -> {'param' or buffer name -> view of p's shape}
+        for p in params:
+            view = self.view('param', p)
+            np.copyto(view, p.data)
+            p.data = view
+
+    def view(self, name:str, p) -> np.ndarray:
+        "`p`'s slice of flat array `name` in `p`'s shape; a buffer's flat array (zeros) is made on first use."
+        views = self.views[p]
+        if name not in views:
+            if name not in self.arrays: self.arrays[name] = np.zeros(self.size, self.dtype)
+            start = self.start[p]
+            views[name] = self.arrays[name][start:start + p.data.size].reshape(p.data.shape)
+        return views[name]
+
+# %% ../../nbs/04a_optim_base.ipynb #9cb043a9
+def chunk_tasks(grads:list, # C-contiguous gradients of parameters stored one after the other
+               )->list: # (start, stop, pieces): values start:stop of the run and, in order, the gradient values that belong there
+    "Cut the gradients of a run into chunks of `CHUNK_SIZE` values."
+    tasks, pieces, start, filled = [], [], 0, 0
+    for g in grads:
+        n = g.size
+        if filled + n < CHUNK_SIZE:   # the whole gradient fits in the current chunk
+            pieces.append(g); filled += n; continue
+        flat, taken = g.reshape(-1), 0
+        while taken < n:
+            take = min(n - taken, CHUNK_SIZE - filled)
+            pieces.append(flat[taken:taken + take]); taken += take; filled += take
+            if filled == CHUNK_SIZE:
+                tasks.append((start, start + filled, pieces)); start += filled; pieces, filled = [], 0
+    if pieces: tasks.append((start, start + filled, pieces))
+    return tasks
+
+def run_update_flat(update, # the algorithm's pure in-place update function
+                    param:np.ndarray, # flat array of a run of parameters, one after the other, updated in place
+                    grads:list, # their gradients, C-contiguous, of param's dtype, read only
+                    buffers:dict, # name -> flat state array laid out like `param`, updated in place
+                    scratch, # `scratch(slot)`: a flat array of at least CHUNK_SIZE values of param's dtype for thread `slot`
+                    **hyper): # step, hyperparameters and step scalars shared by the whole run
+    "Call `update` on each chunk of the run, with the chunk's gradient values gathered into `scratch(slot)` when they come from several gradients."
+    def run(slot, task):
+        start, stop, pieces = task
+        if len(pieces) == 1: g = pieces[0].reshape(-1)
+        else: g = np.concatenate(pieces, axis=None, out=scratch(slot)[:stop - start], casting='no')
+        update(param[start:stop], g, {name: b[start:stop] for name, b in buffers.items()}, **hyper)
+    _share(run, chunk_tasks(grads), parallel=param.size >= PARALLEL_SIZE)
 
 # %% ../../nbs/04a_optim_base.ipynb #2060bb8f
 class NonFiniteGradientError(FloatingPointError, RuntimeError):
@@ -234,7 +283,7 @@ def all_finite(a:np.ndarray) -> bool:
     if a.size == 0: return True
     return bool(np.isfinite(a.min()) and np.isfinite(a.max()))
 
-# %% ../../nbs/04a_optim_base.ipynb #f59f6e0c
+# %% ../../nbs/04a_optim_base.ipynb #c75f802e
 class Optimizer:
     "Base class of every minima optimizer: parameter groups, validation, lazy state, steps checked before any write, checkpoints."
     update = None          # the algorithm's pure update function: update(param, grad, state, *, step, **hyperparameters)
@@ -253,20 +302,25 @@ class Optimizer:
             raise TypeError(f'{name}: defaults {sorted(defaults)} differ from the declared hyperparameters {sorted(self.hyperparameters)}')
         self.defaults = {**defaults, 'nonfinite': nonfinite, 'clip_norm': clip_norm}
         self.state, self.param_groups, self.skipped_steps = {}, [], 0
-        self._slabs, self._scratch_arrays = {}, {}   # the batched path's slabs and scratch arrays (see step)
+        self._layouts, self._scratch_arrays = {}, {}   # Parameter -> its FlatLayout; (thread slot, dtype) -> scratch array
         _refuse_unordered(params, name)
         items = list(params)
         if not items: raise ValueError(f'{name}: got an empty list of parameters')
         if type(self).update is None:
             raise TypeError(f'{name} has no update function; see "How to add an optimizer" in minima.optim.base')
         groups = items if all(isinstance(x, dict) for x in items) else [{'params': items}]
-        for group in groups: self.add_param_group(group)
+        for group in groups: self._add_group(group)
         check_group(name, self._specs(), self.rules, self.defaults, 'the defaults')
+        for group in self.param_groups: self._flatten(group['params'])   # only now that everything passed
 
     def _specs(self): return {**self.hyperparameters, **self.options}
 
     def add_param_group(self, group:dict):
         "Add a group of parameters with its own hyperparameters (missing ones taken from `defaults`)."
+        self._flatten(self._add_group(group))
+
+    def _add_group(self, group:dict) -> list:
+        "Check `group` and append it to `param_groups`; return its parameters (an error changes nothing)."
         name, index = type(self).__name__, len(self.param_groups)
         where = f'param group {index}'
         if not isinstance(group, dict) or 'params' not in group:
@@ -291,6 +345,19 @@ class Optimizer:
         if names is not None: new['param_names'] = names
         self.param_groups.append(new)
         self._checked_params = [list(g['params']) for g in self.param_groups]
+        return params
+
+    def _flatten(self, params:list):
+        "Move the parameters that can be moved into one FlatLayout per dtype (see 'Parameters in flat arrays')."
+        owners = Counter(map(_owner, (p.data for p in params)))   # parameters sharing memory are left where they are
+        movable = {}
+        for p in params:
+            a = p.data
+            if type(a) is np.ndarray and a.size and a.flags.c_contiguous and a.flags.writeable and owners[_owner(a)] == 1:
+                movable.setdefault(a.dtype, []).append(p)
+        for same_dtype in movable.values():
+            layout = FlatLayout(same_dtype)
+            for p in same_dtype: self._layouts[p] = layout
 
     # -- hooks an optimizer may override --
     def state_buffers(self, group:dict) -> tuple:
@@ -315,8 +382,13 @@ class Optimizer:
                 elif p.grad is not None: p.grad.fill(0)
 
     def __getstate__(self):
-        "For copy and pickle: leave out the slabs and scratch arrays; a copy's buffers are placed in slabs of its own at its next step."
-        return {**self.__dict__, '_slabs': {}, '_scratch_arrays': {}}
+        "For copy and pickle: leave out the flat layouts and scratch arrays, which a copy makes for itself."
+        return {**self.__dict__, '_layouts': {}, '_scratch_arrays': {}}
+
+    def __setstate__(self, state):
+        "A copy moves its own parameters into flat arrays; its state buffers follow at its next step."
+        self.__dict__.update(state)
+        for group in self.param_groups: self._flatten(group['params'])
 
     def __repr__(self):
         lines = [f'{type(self).__name__} (']
@@ -370,26 +442,29 @@ def _check_params(self):
             raise ValueError(f"{name}: param group {i} has {len(params)} params but {len(group['param_names'])} param_names")
     self._checked_params = [list(g['params']) for g in self.param_groups]
 
-# %% ../../nbs/04a_optim_base.ipynb #95712392
+# %% ../../nbs/04a_optim_base.ipynb #fc19f08a
 @patch_to(Optimizer)
 def _check_step(self) -> list|None:
-    "Phase 1 of a step: check everything, write nothing. Returns the work list, or None when the step is skipped."
-    name = type(self).__name__
+    "Phase 1 of a step: check everything, write nothing. Returns the work, group by group, or None when the step is skipped."
+    name, states, layouts = type(self).__name__, self.state, self._layouts
     self._check_params()
     work, skip = [], False
     for i, group in enumerate(self.param_groups):
         values = check_group(name, self._specs(), self.rules, group, f'param group {i}')
         buffers, policy, clip_norm = self.state_buffers(group), values['nonfinite'], values['clip_norm']
-        hyper = {k: values[k] for k in self.hyperparameters}
+        items = []   # (param, grad, clip, its FlatLayout if it is still in its flat array else None)
         for j, p in enumerate(group['params']):
             g, data = p.grad, p.data
             if g is None: continue
             if not isinstance(g, np.ndarray) or g.shape != data.shape or g.dtype != data.dtype:
                 raise _gradient_error(f'{name}.step', _label(group, i, j), g, data)
-            if (state := self.state.get(p)) is not None:
+            layout = layouts.get(p)
+            views = layout.views[p] if layout is not None and data is layout.views[p]['param'] else None
+            if (state := states.get(p)) is not None:
                 for b in buffers:
                     buf = state.get(b)   # None: a setting changed (e.g. momentum turned on); created in phase 2
-                    if buf is not None and (not isinstance(buf, np.ndarray) or buf.shape != data.shape or buf.dtype != data.dtype):
+                    if buf is None or (views is not None and buf is views.get(b)): continue   # a view the optimizer made fits
+                    if not isinstance(buf, np.ndarray) or buf.shape != data.shape or buf.dtype != data.dtype:
                         raise ValueError(f'{name}.step: state buffer {b!r} of {_label(group, i, j)} is {_what(buf)}, '
                                          f'expected an array of shape {data.shape} and dtype {data.dtype}; nothing was changed')
             if policy != 'apply' and not all_finite(g):
@@ -399,10 +474,11 @@ def _check_step(self) -> list|None:
                 skip = True
             clip = None
             if clip_norm is not None and (norm := np.linalg.norm(g)) > clip_norm: clip = (clip_norm, norm)
-            work.append((p, g, group, buffers, hyper, clip))
+            items.append((p, g, clip, None if views is None else layout))
+        work.append((group, buffers, {k: values[k] for k in self.hyperparameters}, items))
     return None if skip else work
 
-# %% ../../nbs/04a_optim_base.ipynb #b8f0ed48
+# %% ../../nbs/04a_optim_base.ipynb #95a6001d
 @patch_to(Optimizer)
 def step(self, closure=None): # optional function that recomputes the loss (called with gradients enabled)
     "Update every parameter that has a gradient; return `closure()`'s loss if a closure is given."
@@ -416,84 +492,63 @@ def step(self, closure=None): # optional function that recomputes the loss (call
         if work is None:
             self.skipped_steps += 1
             return loss
-        created = [(p, b, self.init_buffer(b, p.data, group)) for p, g, group, buffers, hyper, clip in work
-                   for b in buffers if b not in self.state.get(p, ())]
-        for p, *_ in work: self.state.setdefault(p, {'step': 0})
-        for p, b, array in created: self.state[p][b] = array
-        self._place_in_slabs(work)
+        states = self.state
+        created = [(p, b, self.init_buffer(b, p.data, group)) for group, buffers, _, items in work
+                   for p, *_ in items for b in buffers if b not in states.get(p, ())]
+        for _, _, _, items in work:
+            for p, *_ in items: states.setdefault(p, {'step': 0})
+        for p, b, array in created: states[p][b] = array
         scalars = type(self).step_scalars is not Optimizer.step_scalars   # skip the call when not overridden
-        small = {}   # (group, dtype, step, step scalars) -> (keywords for `update`, buffer names, [(param, grad, [(slab, start)])])
-        for p, g, group, buffers, hyper, clip in work:
-            state = self.state[p]
-            t = state['step'] + 1
-            extra = self.step_scalars(group, state, t) if scalars else {}
-            if clip is None and _small(p.data, g):
-                key = (id(hyper), p.data.dtype, t, tuple(extra.items()))
-                if key not in small: small[key] = (dict(hyper, step=t, **extra), buffers, [])
-                placed = self._slabs[p]
-                small[key][2].append((p.data, g, [placed[b][0] for b in buffers]))
-            else: run_update_in_chunks(self.update, p.data, g, {b: state[b] for b in buffers}, clip, step=t, **hyper, **extra)
-        self._run_batches([(kw, buffers, run) for kw, buffers, items in small.values() for run in consecutive_runs(items)])
-        for p, *_ in work: self.state[p]['step'] += 1
+        for group, buffers, hyper, items in work:
+            runs = {}   # (layout, step, step scalars) -> [(start, size, grad)]: the parameters that share a call
+            for p, g, clip, layout in items:
+                state = states[p]
+                t = state['step'] + 1
+                extra = self.step_scalars(group, state, t) if scalars else {}
+                if layout is not None and clip is None and g.flags.c_contiguous:
+                    layout.adopt(p, state, buffers)
+                    runs.setdefault((layout, t, tuple(extra.items())), []).append((layout.start[p], g.size, g))
+                else: run_update_in_chunks(self.update, p.data, g, {b: state[b] for b in buffers}, clip, step=t, **hyper, **extra)
+            for (layout, t, extra), places in runs.items():
+                arrays = layout.arrays
+                for start, stop, grads in consecutive_runs(places):
+                    run_update_flat(self.update, arrays['param'][start:stop], grads, {b: arrays[b][start:stop] for b in buffers},
+                                    self._scratch(layout.dtype), step=t, **hyper, **dict(extra))
+        for _, _, _, items in work:
+            for p, *_ in items: states[p]['step'] += 1
     return loss
 
-# %% ../../nbs/04a_optim_base.ipynb #24f59795
-def _small(param, grad):
-    "True if `param` is updated in a batch: at most SMALL_SIZE elements, parameter and gradient C-contiguous."
-    return param.size <= SMALL_SIZE and param.flags.c_contiguous and grad.flags.c_contiguous
+# %% ../../nbs/04a_optim_base.ipynb #4138eb0d
+@patch_to(FlatLayout)
+def adopt(self, p, # a Parameter of this layout
+          state:dict, # its state, whose buffers `names` are moved into the flat arrays if they are elsewhere
+          names:tuple): # the buffer names
+    "Make each buffer `state[name]` of `p` its view of flat array `name`, copying the values if it was another array."
+    views = self.views[p]
+    for name in names:
+        if state[name] is not views.get(name):
+            view = self.view(name, p)
+            np.copyto(view, state[name]); state[name] = view
 
-@patch_to(Optimizer)
-def _place_in_slabs(self, work):
-    "Keep each state buffer of each group's small parameters as a view into one flat array per buffer name."
-    moving = {}   # (group, dtype, buffer name) -> parameters whose buffer is not in a slab yet
-    for p, g, group, buffers, hyper, clip in work:
-        if not _small(p.data, g): continue
-        placed, state = self._slabs.setdefault(p, {}), self.state[p]   # name -> ((slab, start), view)
-        for b in buffers:
-            if b not in placed or state[b] is not placed[b][1]:
-                moving.setdefault((id(group), p.data.dtype, b), []).append(p)
-    for (_, dtype, b), params in moving.items():
-        slab, start = np.empty(sum(p.data.size for p in params), dtype), 0
-        for p in params:
-            n, state = p.data.size, self.state[p]
-            view = slab[start:start + n].reshape(p.data.shape)
-            np.copyto(view, state[b]); state[b] = view
-            self._slabs[p][b] = ((slab, start), view)
-            start += n
-
-def consecutive_runs(items:list, # (param, grad, [(slab, start) of each buffer]) of small parameters, in order
-                    )->list: # lists of items whose buffers follow one another in their slabs
-    "Cut `items` into runs whose buffers are consecutive in one slab per buffer, each of at most `BATCH_SIZE` elements."
-    runs, total = [], 0
-    for item in items:
-        p, g, places = item
-        follows = bool(runs) and total + p.size <= BATCH_SIZE
-        if follows:
-            q, _, before = runs[-1][-1]
-            for (s, start), (s0, start0) in zip(places, before):
-                if s is not s0 or start != start0 + q.size: follows = False; break
-        if not follows: runs.append([]); total = 0
-        runs[-1].append(item); total += p.size
+def consecutive_runs(places:list, # (start, size, grad) of parameters in one flat layout, in layout order
+                    )->list: # [start, stop, grads] of each run of consecutive places
+    "Merge parameters whose places follow one another into runs."
+    runs = []
+    for start, size, g in places:
+        if runs and runs[-1][1] == start:
+            runs[-1][1] += size; runs[-1][2].append(g)
+        else: runs.append([start, start + size, [g]])
     return runs
 
 @patch_to(Optimizer)
-def _scratch(self, slot, dtype):
-    "Flat scratch arrays 'param' and 'grad' of BATCH_SIZE elements for thread `slot` (created on first use)."
-    arrays = self._scratch_arrays
-    key = (slot, np.dtype(dtype))
-    if key not in arrays: arrays[key] = {'param': np.empty(BATCH_SIZE, dtype), 'grad': np.empty(BATCH_SIZE, dtype)}
-    return arrays[key]
-
-@patch_to(Optimizer)
-def _run_batches(self, batches): # [(keywords for `update`, buffer names, [(param, grad, [(slab, start)])])]
-    "Run `run_update_batched` on every batch, on two threads when there are several batches."
-    def run(slot, task):
-        kw, names, batch = task
-        params, grads = [p for p, *_ in batch], [g for p, g, *_ in batch]
-        n = sum(p.size for p in params)
-        buffers = {b: slab[start:start + n] for b, (slab, start) in zip(names, batch[0][2])}
-        run_update_batched(self.update, params, grads, buffers, self._scratch(slot, params[0].dtype), **kw)
-    _share(run, batches, parallel=len(batches) >= 2)
+def _scratch(self, dtype):
+    "`scratch(slot)` for run_update_flat: one flat array of CHUNK_SIZE values of `dtype` per thread, made on first use."
+    def scratch(slot):
+        key = (slot, dtype)
+        if key not in self._scratch_arrays or self._scratch_arrays[key].size < CHUNK_SIZE:
+            self._scratch_arrays[key] = np.empty(CHUNK_SIZE, dtype)
+        return self._scratch_arrays[key]
+    return scratch
 
 # %% ../../nbs/04a_optim_base.ipynb #91a737f7
 @patch_to(Optimizer)
@@ -509,12 +564,7 @@ def state_dict(self) -> dict:
              for p in ids if p in self.state}
     return {'state': state, 'param_groups': groups, 'skipped_steps': self.skipped_steps}
 
-# %% ../../nbs/04a_optim_base.ipynb #687d0b6a
-def _root(a):
-    "The array that owns the memory of `a` (`a` itself if it owns it)."
-    while isinstance(a.base, np.ndarray): a = a.base
-    return a
-
+# %% ../../nbs/04a_optim_base.ipynb #a0b20e62
 @patch_to(Optimizer)
 def _read_state_entry(self, entry, p, group, where, possible):
     "Validate one saved state entry for parameter `p` (`possible`: the buffer names accepted); return it with `step` an int (arrays not copied)."
@@ -544,7 +594,7 @@ def _read_state_entry(self, entry, p, group, where, possible):
                             f'entries other than the buffers {sorted(possible)} must be numbers')
     return {**entry, 'step': int(step)}
 
-# %% ../../nbs/04a_optim_base.ipynb #2fefbb8c
+# %% ../../nbs/04a_optim_base.ipynb #830ab2e8
 @patch_to(Optimizer)
 def load_state_dict(self, state_dict:dict):
     "Restore a `state_dict()`; validates everything first and, on any mismatch, raises and changes nothing."
@@ -588,7 +638,7 @@ def load_state_dict(self, state_dict:dict):
     if not isinstance(skipped, (int, np.integer)) or isinstance(skipped, bool) or skipped < 0:
         raise ValueError(f'{name}.load_state_dict: skipped_steps={skipped!r}; expected an integer >= 0')
     # a saved array goes into p's buffer where p has a writable one of its shape and dtype (references to it stay
-    # valid, its place in a slab is kept); elsewhere it is copied now, so nothing below can fail
+    # valid, its place in the flat arrays is kept); elsewhere it is copied now, so nothing below can fail
     roots = {id(_root(b)) for s in self.state.values() for b in s.values() if isinstance(b, np.ndarray)}
     into = []
     for p, entry in new_state.items():
