@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = []
 
-# %% ../../nbs/04_optim.ipynb #8a543277
+# %% ../../nbs/04_optim.ipynb #a080693d
 from . import base, sgd, adaptive, adam, lr_scheduler
 from .base import *
 from .sgd import *

@@ -442,7 +442,7 @@ def _check_params(self):
             raise ValueError(f"{name}: param group {i} has {len(params)} params but {len(group['param_names'])} param_names")
     self._checked_params = [list(g['params']) for g in self.param_groups]
 
-# %% ../../nbs/04a_optim_base.ipynb #fc19f08a
+# %% ../../nbs/04a_optim_base.ipynb #6f48fa33
 @patch_to(Optimizer)
 def _check_step(self) -> list|None:
     "Phase 1 of a step: check everything, write nothing. Returns the work, group by group, or None when the step is skipped."
@@ -452,7 +452,7 @@ def _check_step(self) -> list|None:
     for i, group in enumerate(self.param_groups):
         values = check_group(name, self._specs(), self.rules, group, f'param group {i}')
         buffers, policy, clip_norm = self.state_buffers(group), values['nonfinite'], values['clip_norm']
-        items = []   # (param, grad, clip, its FlatLayout if it is still in its flat array else None)
+        items = []   # (param, grad, clip, its FlatLayout if it is still in its flat array else None, whether its buffers are all there)
         for j, p in enumerate(group['params']):
             g, data = p.grad, p.data
             if g is None: continue
@@ -460,10 +460,13 @@ def _check_step(self) -> list|None:
                 raise _gradient_error(f'{name}.step', _label(group, i, j), g, data)
             layout = layouts.get(p)
             views = layout.views[p] if layout is not None and data is layout.views[p]['param'] else None
-            if (state := states.get(p)) is not None:
+            adopted = (state := states.get(p)) is not None
+            if adopted:
                 for b in buffers:
                     buf = state.get(b)   # None: a setting changed (e.g. momentum turned on); created in phase 2
-                    if buf is None or (views is not None and buf is views.get(b)): continue   # a view the optimizer made fits
+                    if buf is not None and views is not None and buf is views.get(b): continue   # a view the optimizer made fits
+                    adopted = False
+                    if buf is None: continue
                     if not isinstance(buf, np.ndarray) or buf.shape != data.shape or buf.dtype != data.dtype:
                         raise ValueError(f'{name}.step: state buffer {b!r} of {_label(group, i, j)} is {_what(buf)}, '
                                          f'expected an array of shape {data.shape} and dtype {data.dtype}; nothing was changed')
@@ -474,11 +477,11 @@ def _check_step(self) -> list|None:
                 skip = True
             clip = None
             if clip_norm is not None and (norm := np.linalg.norm(g)) > clip_norm: clip = (clip_norm, norm)
-            items.append((p, g, clip, None if views is None else layout))
+            items.append((p, g, clip, None if views is None else layout, adopted))
         work.append((group, buffers, {k: values[k] for k in self.hyperparameters}, items))
     return None if skip else work
 
-# %% ../../nbs/04a_optim_base.ipynb #95a6001d
+# %% ../../nbs/04a_optim_base.ipynb #6715e690
 @patch_to(Optimizer)
 def step(self, closure=None): # optional function that recomputes the loss (called with gradients enabled)
     "Update every parameter that has a gradient; return `closure()`'s loss if a closure is given."
@@ -494,19 +497,19 @@ def step(self, closure=None): # optional function that recomputes the loss (call
             return loss
         states = self.state
         created = [(p, b, self.init_buffer(b, p.data, group)) for group, buffers, _, items in work
-                   for p, *_ in items for b in buffers if b not in states.get(p, ())]
+                   for p, _, _, _, adopted in items if not adopted for b in buffers if b not in states.get(p, ())]
         for _, _, _, items in work:
             for p, *_ in items: states.setdefault(p, {'step': 0})
         for p, b, array in created: states[p][b] = array
         scalars = type(self).step_scalars is not Optimizer.step_scalars   # skip the call when not overridden
         for group, buffers, hyper, items in work:
             runs = {}   # (layout, step, step scalars) -> [(start, size, grad)]: the parameters that share a call
-            for p, g, clip, layout in items:
+            for p, g, clip, layout, adopted in items:
                 state = states[p]
                 t = state['step'] + 1
                 extra = self.step_scalars(group, state, t) if scalars else {}
                 if layout is not None and clip is None and g.flags.c_contiguous:
-                    layout.adopt(p, state, buffers)
+                    if not adopted: layout.adopt(p, state, buffers)
                     runs.setdefault((layout, t, tuple(extra.items())), []).append((layout.start[p], g.size, g))
                 else: run_update_in_chunks(self.update, p.data, g, {b: state[b] for b in buffers}, clip, step=t, **hyper, **extra)
             for (layout, t, extra), places in runs.items():
