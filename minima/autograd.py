@@ -110,7 +110,7 @@ def _grad_for(t: Tensor, g: np.ndarray):
     if not t.requires_grad: return None
     return _sum_to(g, t.shape).astype(t.dtype, copy=False)
 
-# %% ../nbs/00_autograd.ipynb #0808d084
+# %% ../nbs/00_autograd.ipynb #38d49960
 def _topo_order(root: Tensor) -> list:
     "Tensors that `root` depends on (requiring grad), each after every tensor it is an input of, reversed."
     order, seen, stack = [], set(), [(root, False)]
@@ -128,8 +128,10 @@ def _topo_order(root: Tensor) -> list:
     return order[::-1]
 
 def _accumulate(leaf: Tensor, g: np.ndarray):
-    "Add `g` into `leaf.grad`: a fresh array the first time, then in place into the same array."
-    if leaf.grad is None: leaf.grad = np.array(g, dtype=leaf.dtype)  # copy: g may be a view or shared
+    "Add `g` into `leaf.grad`: a fresh C-contiguous array the first time, then in place into the same array."
+    # a copy, since g may be a view or shared; in C order whatever g's (x.T @ dy comes out in Fortran
+    # order), so that gradients have the memory layout the optimizers expect of parameters
+    if leaf.grad is None: leaf.grad = np.array(g, dtype=leaf.dtype, order='C')
     else: leaf.grad += g
 
 def backward(self: Tensor,

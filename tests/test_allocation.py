@@ -139,3 +139,23 @@ def test_parameters_in_flat_arrays_are_bit_identical_to_one_call_each(name, kw, 
             if p in opt.state:
                 assert opt.state[p]['step'] == ref_steps[i]
                 for b in opt.state_buffers(group): np.testing.assert_array_equal(opt.state[p][b], ref_state[i][b])
+
+def test_a_step_after_backward_allocates_no_weight_sized_array():
+    # gradients that autograd leaves are C-contiguous (x.T @ dy alone would be in Fortran order),
+    # so a layer's weight takes the chunked flat path like any other parameter
+    from minima import nn
+    from minima.autograd import Tensor
+    layer = nn.Linear(4096, 2048)   # a weight of 32 MiB
+    opt = optim.Adam(layer.parameters(), lr=1e-3)
+    x = Tensor(np.random.default_rng(0).standard_normal((16, 4096), dtype=np.float32))
+    def train_step():
+        opt.zero_grad()
+        (layer(x) ** 2).mean().backward()
+        grads = [p.grad for p in layer.parameters()]
+        assert all(g.flags.c_contiguous for g in grads)
+        return grads
+    train_step(); opt.step()
+    grads = train_step()
+    weight_bytes = layer.weight.data.nbytes
+    peak = peak_during(opt.step)
+    assert peak < weight_bytes // 4, f"a step allocated {peak} bytes; the weight has {weight_bytes}"

@@ -483,3 +483,12 @@ def test_integer_results_do_not_require_grad():
 def test_float_of_a_one_element_tensor():
     assert float(Tensor(np.array([2.5], np.float32))) == 2.5
     with pytest.raises((TypeError, ValueError)): float(Tensor(np.ones(2)))
+
+
+def test_leaf_gradients_are_c_contiguous():
+    # through a transpose (a Linear layer's x @ W.T), the weight's gradient (dy.T @ x).T comes out in Fortran order
+    x = Tensor(np.random.default_rng(0).standard_normal((5, 3)), requires_grad=True)
+    w = Tensor(np.random.default_rng(1).standard_normal((4, 3)), requires_grad=True)
+    (x @ w.T).sum().backward()
+    assert w.grad.flags.c_contiguous and x.grad.flags.c_contiguous
+    np.testing.assert_allclose(w.grad, np.ones((5, 4)).T @ x.data)
