@@ -481,7 +481,7 @@ def _check_step(self) -> list|None:
         work.append((group, buffers, {k: values[k] for k in self.hyperparameters}, items))
     return None if skip else work
 
-# %% ../../nbs/04a_optim_base.ipynb #6715e690
+# %% ../../nbs/04a_optim_base.ipynb #31fe0430
 @patch_to(Optimizer)
 def step(self, closure=None): # optional function that recomputes the loss (called with gradients enabled)
     "Update every parameter that has a gradient; return `closure()`'s loss if a closure is given."
@@ -499,7 +499,8 @@ def step(self, closure=None): # optional function that recomputes the loss (call
         created = [(p, b, self.init_buffer(b, p.data, group)) for group, buffers, _, items in work
                    for p, _, _, _, adopted in items if not adopted for b in buffers if b not in states.get(p, ())]
         for _, _, _, items in work:
-            for p, *_ in items: states.setdefault(p, {'step': 0})
+            for p, _, _, _, adopted in items:
+                if not adopted: states.setdefault(p, {'step': 0})
         for p, b, array in created: states[p][b] = array
         scalars = type(self).step_scalars is not Optimizer.step_scalars   # skip the call when not overridden
         for group, buffers, hyper, items in work:
@@ -510,7 +511,7 @@ def step(self, closure=None): # optional function that recomputes the loss (call
                 extra = self.step_scalars(group, state, t) if scalars else {}
                 if layout is not None and clip is None and g.flags.c_contiguous:
                     if not adopted: layout.adopt(p, state, buffers)
-                    runs.setdefault((layout, t, tuple(extra.items())), []).append((layout.start[p], g.size, g))
+                    runs.setdefault((layout, t, tuple(extra.items()) if extra else ()), []).append((layout.start[p], g.size, g))
                 else: run_update_in_chunks(self.update, p.data, g, {b: state[b] for b in buffers}, clip, step=t, **hyper, **extra)
             for (layout, t, extra), places in runs.items():
                 arrays = layout.arrays
