@@ -205,7 +205,7 @@ def run_update_in_chunks(update, # the algorithm's pure in-place update function
         update(p[s], g_chunk, {name: b[s] for name, b in flat.items()}, **hyper)
     _share(run, range(0, n, CHUNK_SIZE), parallel=n >= PARALLEL_SIZE)
 
-# %% ../../nbs/04a_optim_base.ipynb #a0065bd6
+# %% ../../nbs/04a_optim_base.ipynb #2b2f1eba
 def _root(a):
     "The array that owns the memory of `a` (`a` itself if it owns it)."
     while isinstance(a.base, np.ndarray): a = a.base
@@ -227,19 +227,19 @@ class FlatLayout:
         self.size = size
         self.arrays = {'param': np.empty(size, self.dtype)}   # 'param' and each buffer name -> flat array
         _flat_arrays[id(self.arrays['param'])] = self.arrays['param']
-        self.views = {p: {} for p in params}   # Parameter -> {'param' or buffer name -> view of p's shape}
+        self.views = {}   # Parameter -> {'param' or buffer name -> its slice of that flat array, in its shape}
         for p in params:
-            view = self.view('param', p)
+            view = self.arrays['param'][self.start[p]:self.start[p] + p.data.size].reshape(p.data.shape)
             np.copyto(view, p.data)
-            p.data = view
+            p.data, self.views[p] = view, {'param': view}
 
     def view(self, name:str, p) -> np.ndarray:
         "`p`'s slice of flat array `name` in `p`'s shape; a buffer's flat array (zeros) is made on first use."
         views = self.views[p]
         if name not in views:
             if name not in self.arrays: self.arrays[name] = np.zeros(self.size, self.dtype)
-            start = self.start[p]
-            views[name] = self.arrays[name][start:start + p.data.size].reshape(p.data.shape)
+            shape = views['param'].shape
+            views[name] = self.arrays[name][self.start[p]:self.start[p] + views['param'].size].reshape(shape)
         return views[name]
 
 # %% ../../nbs/04a_optim_base.ipynb #9cb043a9
@@ -442,7 +442,7 @@ def _check_params(self):
             raise ValueError(f"{name}: param group {i} has {len(params)} params but {len(group['param_names'])} param_names")
     self._checked_params = [list(g['params']) for g in self.param_groups]
 
-# %% ../../nbs/04a_optim_base.ipynb #6f48fa33
+# %% ../../nbs/04a_optim_base.ipynb #2ea74d58
 @patch_to(Optimizer)
 def _check_step(self) -> list|None:
     "Phase 1 of a step: check everything, write nothing. Returns the work, group by group, or None when the step is skipped."
@@ -458,8 +458,8 @@ def _check_step(self) -> list|None:
             if g is None: continue
             if not isinstance(g, np.ndarray) or g.shape != data.shape or g.dtype != data.dtype:
                 raise _gradient_error(f'{name}.step', _label(group, i, j), g, data)
-            layout = layouts.get(p)
-            views = layout.views[p] if layout is not None and data is layout.views[p]['param'] else None
+            views = None if (layout := layouts.get(p)) is None else layout.views[p]
+            if views is not None and data is not views['param']: views = None   # p.data was replaced: update it where it is
             adopted = (state := states.get(p)) is not None
             if adopted:
                 for b in buffers:
