@@ -283,7 +283,7 @@ def all_finite(a:np.ndarray) -> bool:
     if a.size == 0: return True
     return bool(np.isfinite(a.min()) and np.isfinite(a.max()))
 
-# %% ../../nbs/04a_optim_base.ipynb #c75f802e
+# %% ../../nbs/04a_optim_base.ipynb #9f582afe
 class Optimizer:
     "Base class of every minima optimizer: parameter groups, validation, lazy state, steps checked before any write, checkpoints."
     update = None          # the algorithm's pure update function: update(param, grad, state, *, step, **hyperparameters)
@@ -349,11 +349,12 @@ class Optimizer:
 
     def _flatten(self, params:list):
         "Move the parameters that can be moved into one FlatLayout per dtype (see 'Parameters in flat arrays')."
-        owners = Counter(map(_owner, (p.data for p in params)))   # parameters sharing memory are left where they are
+        owner_of = [_owner(p.data) for p in params]
+        sharing = Counter(owner_of)   # parameters sharing memory are left where they are
         movable = {}
-        for p in params:
+        for p, owner in zip(params, owner_of):
             a = p.data
-            if type(a) is np.ndarray and a.size and a.flags.c_contiguous and a.flags.writeable and owners[_owner(a)] == 1:
+            if type(a) is np.ndarray and a.size and a.flags.c_contiguous and a.flags.writeable and sharing[owner] == 1:
                 movable.setdefault(a.dtype, []).append(p)
         for same_dtype in movable.values():
             layout = FlatLayout(same_dtype)
