@@ -1101,3 +1101,115 @@ def test_chunk_tasks_cover_the_gradients_in_order(monkeypatch):
     assert [(s, e) for s, e, _ in tasks] == [(0, 5), (5, 10), (10, 15), (15, 20), (20, 25), (25, 28)]
     np.testing.assert_array_equal(np.concatenate([np.concatenate(p, axis=None) for _, _, p in tasks]), np.concatenate(grads))
     assert all(sum(x.size for x in p) == e - s for s, e, p in tasks)
+
+# -- step plans: a step that repeats the last one checks it at C speed --
+from minima.optim import Adam, SGD, NAdam
+
+def _without_plans(opt):
+    opt._make_plans = lambda work: None   # the reference: phase 1 always runs parameter by parameter
+    return opt
+
+def test_a_plan_is_made_after_a_plain_step_and_used_by_the_next():
+    ps = params((3, 4), (4,), (2,))
+    opt = Adam(ps, lr=0.1)
+    set_grads(ps); opt.step()
+    assert set(opt._plans) == {0}
+    work = opt._check_step()
+    assert work[0].plan is opt._plans[0] and work[0].items == [] and len(work[0].grads) == 3
+    assert all(g is p.grad for g, p in zip(work[0].grads, ps))
+
+@pytest.mark.parametrize('make, planned', [
+    (lambda ps: Adam(ps), {0}),
+    (lambda ps: Adam([{'params': ps[:2]}, {'params': ps[2:]}]), {0, 1}),   # each group has its own plan
+    (lambda ps: Adam([{'params': ps[:2]}, {'params': ps[2:], 'clip_norm': 1.0}]), {0}),
+    (lambda ps: NAdam(ps), set()),                  # step scalars come from each parameter's state
+    (lambda ps: Adam(ps, nonfinite='skip'), set()),
+    (lambda ps: Adam(ps, nonfinite='raise'), set()),
+], ids=['plain', 'two_groups', 'clip_norm', 'step_scalars', 'skip', 'raise'])
+def test_which_groups_get_a_plan(make, planned):
+    ps = params((3, 4), (4,), (2,))
+    opt = make(ps)
+    set_grads(ps); opt.step()
+    assert set(opt._plans) == planned
+
+def test_a_group_with_a_frozen_parameter_gets_no_plan_until_all_have_gradients():
+    ps = params((3, 4), (4,), (2,))
+    opt = Adam(ps)
+    set_grads(ps[:2]); opt.step()
+    assert not opt._plans
+    set_grads(ps); opt.step()
+    assert not opt._plans   # step counts differ: 2, 2, 1
+    opt.state[ps[2]]['step'] = 2; set_grads(ps); opt.step()
+    assert set(opt._plans) == {0}
+
+def _bump_step(opt, ps): opt.state[ps[1]]['step'] += 1
+def _add_param(opt, ps):
+    q, = params((5,), seed=7); q.grad = np.full(5, 0.5); opt.add_param_group({'params': [q]})
+    opt.param_groups[0]['params'].append(opt.param_groups.pop()['params'][0])
+def _nan(opt, ps):
+    opt.param_groups[0]['nonfinite'] = 'raise'; ps[0].grad[1, 2] = np.nan
+
+PLAN_CHANGES = [   # (name, change made before the third step, error the step raises or None)
+    ('nothing', lambda opt, ps: None, None),
+    ('p.data replaced', lambda opt, ps: setattr(ps[1], 'data', ps[1].data * 2), None),
+    ('buffer replaced', lambda opt, ps: opt.state[ps[0]].__setitem__('exp_avg', opt.state[ps[0]]['exp_avg'] + 1), None),
+    ('state dict replaced', lambda opt, ps: opt.state.__setitem__(ps[2], copy.deepcopy(opt.state[ps[2]])), None),
+    ('gradient None', lambda opt, ps: setattr(ps[2], 'grad', None), None),
+    ('gradient Fortran order', lambda opt, ps: setattr(ps[0], 'grad', np.asfortranarray(ps[0].grad)), None),
+    ('gradient a strided view', lambda opt, ps: setattr(ps[1], 'grad', np.repeat(ps[1].grad, 2)[::2]), None),
+    ('one step count differs', _bump_step, None),
+    ('parameter added to the group', _add_param, None),
+    ('parameter removed from the group', lambda opt, ps: opt.param_groups[0]['params'].pop(), None),
+    ('amsgrad turned on', lambda opt, ps: opt.param_groups[0].__setitem__('amsgrad', True), None),
+    ('lr changed', lambda opt, ps: opt.param_groups[0].__setitem__('lr', 0.5), None),
+    ('clip_norm set', lambda opt, ps: opt.param_groups[0].__setitem__('clip_norm', 0.1), None),
+    ('state loaded', lambda opt, ps: opt.load_state_dict(opt.state_dict()), None),
+    ('copied', lambda opt, ps: None, 'copy'),
+    ('gradient of another shape', lambda opt, ps: setattr(ps[1], 'grad', np.zeros(5)), ValueError),
+    ('gradient of another dtype', lambda opt, ps: setattr(ps[1], 'grad', ps[1].grad.astype(np.float32)), TypeError),
+    ('gradient a list', lambda opt, ps: setattr(ps[1], 'grad', [0.0] * 4), TypeError),
+    ('buffer of another shape', lambda opt, ps: opt.state[ps[0]].__setitem__('exp_avg_sq', np.zeros(7)), ValueError),
+    ('NaN gradient, policy raise', _nan, NonFiniteGradientError),
+]
+
+@pytest.mark.parametrize('name, change, error', PLAN_CHANGES, ids=[c[0] for c in PLAN_CHANGES])
+def test_a_plan_sees_every_change_and_steps_as_the_full_check_does(name, change, error):
+    runs = []
+    for plans in (True, False):
+        ps = params((3, 4), (4,), (2,))
+        opt = Adam(ps, lr=0.1, weight_decay=0.01)
+        if not plans: _without_plans(opt)
+        for s in range(2): set_grads(ps, seed=s); opt.step()
+        assert bool(opt._plans) == plans
+        set_grads(ps, seed=2); change(opt, ps)
+        if error == 'copy':
+            opt = copy.deepcopy(opt); ps = [p for g in opt.param_groups for p in g['params']]
+            assert not opt._plans
+        if error in (None, 'copy'):
+            if plans: assert (opt._check_step()[0].plan is not None) == (name in ('nothing', 'lr changed'))   # the plan is used only if still true
+            opt.step()
+            for s in range(3, 5): set_grads(opt.param_groups[0]['params'], seed=s); opt.step()   # and a plan made after the change
+        else:
+            before = snapshot(opt, ps)
+            with pytest.raises(error) as e: opt.step()
+            assert_same(snapshot(opt, ps), before)
+            runs.append(str(e.value))
+        runs.append(snapshot(opt, [p for g in opt.param_groups for p in g['params']]))
+    if error not in (None, 'copy'): assert runs[0] == runs[2]   # the same message
+    (pa, sa, *_), (pb, sb, *_) = runs[-3] if error not in (None, 'copy') else runs[0], runs[-1]
+    assert all(np.array_equal(x, y) for x, y in zip(pa, pb)) and len(pa) == len(pb)
+    assert [sorted(v) for v in sa.values()] == [sorted(v) for v in sb.values()]
+    for x, y in zip(sa.values(), sb.values()):
+        for k in x: assert np.array_equal(x[k], y[k])
+
+def test_a_planned_step_is_bit_identical_to_the_full_check_for_real_optimizers():
+    for make in (lambda ps: SGD(ps, lr=0.1, momentum=0.9, dampening=0, nesterov=True), lambda ps: Adam(ps, lr=0.01, amsgrad=True)):
+        finals = []
+        for plans in (True, False):
+            ps = params((300, 40), (40,), (7, 3, 2), dtype=np.float32)
+            opt = make(ps)
+            if not plans: _without_plans(opt)
+            for s in range(6): set_grads(ps, seed=s); opt.step()
+            assert bool(opt._plans) == plans
+            finals.append([p.data.tobytes() for p in ps] + [b.tobytes() for p in ps for k, b in opt.state[p].items() if k != 'step'])
+        assert finals[0] == finals[1]

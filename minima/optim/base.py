@@ -12,8 +12,8 @@ from ..nn import Parameter
 # %% auto #0
 __all__ = ['CHUNK_SIZE', 'PARALLEL_SIZE', 'Real', 'Flag', 'Choice', 'Optional', 'Pair', 'Rule', 'check_group', 'split_names',
            'run_update_in_chunks', 'FlatLayout', 'chunk_tasks', 'run_update_flat', 'NonFiniteGradientError',
-           'all_finite', 'Optimizer', 'consecutive_runs', 'clip_grad_norm_', 'clip_grad_value_', 'default_no_decay',
-           'param_groups_weight_decay']
+           'all_finite', 'Optimizer', 'GroupWork', 'consecutive_runs', 'StepPlan', 'clip_grad_norm_',
+           'clip_grad_value_', 'default_no_decay', 'param_groups_weight_decay']
 
 # %% ../../nbs/04a_optim_base.ipynb #4b40780e
 def _is_real(value):
@@ -283,7 +283,7 @@ def all_finite(a:np.ndarray) -> bool:
     if a.size == 0: return True
     return bool(np.isfinite(a.min()) and np.isfinite(a.max()))
 
-# %% ../../nbs/04a_optim_base.ipynb #9f582afe
+# %% ../../nbs/04a_optim_base.ipynb #caa1528c
 class Optimizer:
     "Base class of every minima optimizer: parameter groups, validation, lazy state, steps checked before any write, checkpoints."
     update = None          # the algorithm's pure update function: update(param, grad, state, *, step, **hyperparameters)
@@ -303,6 +303,7 @@ class Optimizer:
         self.defaults = {**defaults, 'nonfinite': nonfinite, 'clip_norm': clip_norm}
         self.state, self.param_groups, self.skipped_steps = {}, [], 0
         self._layouts, self._scratch_arrays = {}, {}   # Parameter -> its FlatLayout; (thread slot, dtype) -> scratch array
+        self._plans = {}   # param group index -> the StepPlan its last step left (see "Steps that repeat the last one")
         _refuse_unordered(params, name)
         items = list(params)
         if not items: raise ValueError(f'{name}: got an empty list of parameters')
@@ -383,8 +384,8 @@ class Optimizer:
                 elif p.grad is not None: p.grad.fill(0)
 
     def __getstate__(self):
-        "For copy and pickle: leave out the flat layouts and scratch arrays, which a copy makes for itself."
-        return {**self.__dict__, '_layouts': {}, '_scratch_arrays': {}}
+        "For copy and pickle: leave out the flat layouts, scratch arrays and step plans, which a copy makes for itself."
+        return {**self.__dict__, '_layouts': {}, '_scratch_arrays': {}, '_plans': {}}
 
     def __setstate__(self, state):
         "A copy moves its own parameters into flat arrays; its state buffers follow at its next step."
@@ -443,20 +444,41 @@ def _check_params(self):
             raise ValueError(f"{name}: param group {i} has {len(params)} params but {len(group['param_names'])} param_names")
     self._checked_params = [list(g['params']) for g in self.param_groups]
 
-# %% ../../nbs/04a_optim_base.ipynb #2ea74d58
+# %% ../../nbs/04a_optim_base.ipynb #a3a39027
+from dataclasses import dataclass, field
+
+@dataclass
+class GroupWork:
+    "What phase 1 found for one param group: the checked settings and, parameter by parameter or from a `StepPlan`, what to update."
+    group:dict      # the param group
+    buffers:tuple   # names of the state buffers its settings need
+    hyper:dict      # its checked hyperparameters, passed to the update function
+    items:list = field(default_factory=list) # (param, grad, clip, its FlatLayout or None, whether its buffers are all in place) per parameter with a gradient
+    plannable:bool = False # whether the settings allow a StepPlan (non-finite policy 'apply', no clip_norm, no step scalars)
+    plan:object = None     # the group's StepPlan, when the group is as the last step left it (`items` is then empty)
+    grads:list = None      # with `plan`: the gradients, in the group's order
+
+# %% ../../nbs/04a_optim_base.ipynb #986c3f3d
 @patch_to(Optimizer)
 def _check_step(self) -> list|None:
-    "Phase 1 of a step: check everything, write nothing. Returns the work, group by group, or None when the step is skipped."
+    "Phase 1 of a step: check everything, write nothing. Returns a `GroupWork` per param group, or None when the step is skipped."
     name, states, layouts = type(self).__name__, self.state, self._layouts
     self._check_params()
+    plannable = type(self).step_scalars is Optimizer.step_scalars   # a plan assumes one call per run, as step scalars come from the state
     work, skip = [], False
     for i, group in enumerate(self.param_groups):
         values = check_group(name, self._specs(), self.rules, group, f'param group {i}')
         buffers, policy, clip_norm = self.state_buffers(group), values['nonfinite'], values['clip_norm']
-        items = []   # (param, grad, clip, its FlatLayout if it is still in its flat array else None, whether its buffers are all there)
+        w = GroupWork(group, buffers, {k: values[k] for k in self.hyperparameters},
+                      plannable=plannable and policy == 'apply' and clip_norm is None)
+        work.append(w)
+        if w.plannable and (plan := self._plans.get(i)) is not None and (grads := plan.grads(group, buffers, states)) is not None:
+            w.plan, w.grads = plan, grads   # the group is as the last step left it: every check below would pass
+            continue
         for j, p in enumerate(group['params']):
-            g, data = p.grad, p.data
+            g = p.grad
             if g is None: continue
+            data = p.data
             if not isinstance(g, np.ndarray) or g.shape != data.shape or g.dtype != data.dtype:
                 raise _gradient_error(f'{name}.step', _label(group, i, j), g, data)
             views = None if (layout := layouts.get(p)) is None else layout.views[p]
@@ -478,11 +500,10 @@ def _check_step(self) -> list|None:
                 skip = True
             clip = None
             if clip_norm is not None and (norm := np.linalg.norm(g)) > clip_norm: clip = (clip_norm, norm)
-            items.append((p, g, clip, None if views is None else layout, adopted))
-        work.append((group, buffers, {k: values[k] for k in self.hyperparameters}, items))
+            w.items.append((p, g, clip, None if views is None else layout, adopted))
     return None if skip else work
 
-# %% ../../nbs/04a_optim_base.ipynb #31fe0430
+# %% ../../nbs/04a_optim_base.ipynb #2b754f8c
 @patch_to(Optimizer)
 def step(self, closure=None): # optional function that recomputes the loss (called with gradients enabled)
     "Update every parameter that has a gradient; return `closure()`'s loss if a closure is given."
@@ -497,30 +518,34 @@ def step(self, closure=None): # optional function that recomputes the loss (call
             self.skipped_steps += 1
             return loss
         states = self.state
-        created = [(p, b, self.init_buffer(b, p.data, group)) for group, buffers, _, items in work
-                   for p, _, _, _, adopted in items if not adopted for b in buffers if b not in states.get(p, ())]
-        for _, _, _, items in work:
-            for p, _, _, _, adopted in items:
+        created = [(p, b, self.init_buffer(b, p.data, w.group)) for w in work
+                   for p, _, _, _, adopted in w.items if not adopted for b in w.buffers if b not in states.get(p, ())]
+        for w in work:
+            for p, _, _, _, adopted in w.items:
                 if not adopted: states.setdefault(p, {'step': 0})
         for p, b, array in created: states[p][b] = array
         scalars = type(self).step_scalars is not Optimizer.step_scalars   # skip the call when not overridden
-        for group, buffers, hyper, items in work:
-            runs = {}   # (layout, step, step scalars) -> [(start, size, grad)]: the parameters that share a call
-            for p, g, clip, layout, adopted in items:
-                state = states[p]
-                t = state['step'] + 1
-                extra = self.step_scalars(group, state, t) if scalars else {}
-                if layout is not None and clip is None and g.flags.c_contiguous:
-                    if not adopted: layout.adopt(p, state, buffers)
-                    runs.setdefault((layout, t, tuple(extra.items()) if extra else ()), []).append((layout.start[p], g.size, g))
-                else: run_update_in_chunks(self.update, p.data, g, {b: state[b] for b in buffers}, clip, step=t, **hyper, **extra)
-            for (layout, t, extra), places in runs.items():
+        for w in work:
+            if w.plan is not None: runs = w.plan.runs(w.grads)
+            else:
+                places = {}   # (layout, step, step scalars) -> [(start, size, grad)]: the parameters that share a call
+                for p, g, clip, layout, adopted in w.items:
+                    state = states[p]
+                    t = state['step'] + 1
+                    extra = self.step_scalars(w.group, state, t) if scalars else {}
+                    if layout is not None and clip is None and g.flags.c_contiguous:
+                        if not adopted: layout.adopt(p, state, w.buffers)
+                        places.setdefault((layout, t, tuple(extra.items()) if extra else ()), []).append((layout.start[p], g.size, g))
+                    else: run_update_in_chunks(self.update, p.data, g, {b: state[b] for b in w.buffers}, clip, step=t, **w.hyper, **extra)
+                runs = {key: consecutive_runs(ps) for key, ps in places.items()}
+            for (layout, t, extra), cuts in runs.items():
                 arrays = layout.arrays
-                for start, stop, grads in consecutive_runs(places):
-                    run_update_flat(self.update, arrays['param'][start:stop], grads, {b: arrays[b][start:stop] for b in buffers},
-                                    self._scratch(layout.dtype), step=t, **hyper, **dict(extra))
-        for _, _, _, items in work:
-            for p, *_ in items: states[p]['step'] += 1
+                for start, stop, grads in cuts:
+                    run_update_flat(self.update, arrays['param'][start:stop], grads, {b: arrays[b][start:stop] for b in w.buffers},
+                                    self._scratch(layout.dtype), step=t, **w.hyper, **dict(extra))
+        for w in work:
+            for state in w.plan.states if w.plan is not None else [states[p] for p, *_ in w.items]: state['step'] += 1
+        self._make_plans(work)
     return loss
 
 # %% ../../nbs/04a_optim_base.ipynb #4138eb0d
@@ -554,6 +579,55 @@ def _scratch(self, dtype):
             self._scratch_arrays[key] = np.empty(CHUNK_SIZE, dtype)
         return self._scratch_arrays[key]
     return scratch
+
+# %% ../../nbs/04a_optim_base.ipynb #3cadd014
+import operator
+from itertools import repeat
+
+class StepPlan:
+    "A param group whose parameters all had gradients and sat, with their state buffers, in one FlatLayout when a step ended."
+    def __init__(self, group:dict, buffers:tuple, states:list, layout:FlatLayout):
+        params = group['params']
+        self.group, self.params, self.buffers, self.states, self.layout = group, list(params), buffers, states, layout
+        self.views = [layout.views[p]['param'] for p in params]
+        self.shapes = [v.shape for v in self.views]
+        self.buffer_views = [[layout.views[p][b] for p in params] for b in buffers]
+        places = [(layout.start[p], v.size, j) for j, (p, v) in enumerate(zip(params, self.views))]
+        self.cuts = [(start, stop, js[0], js[-1] + 1) for start, stop, js in consecutive_runs(places)]
+
+    def grads(self, group:dict, buffers:tuple, states:dict) -> list|None:
+        "The group's gradients if phase 1 would find everything as planned, else None."
+        params, same = group['params'], lambda xs, ys: all(map(operator.is_, xs, ys))
+        if group is not self.group or buffers != self.buffers or len(params) != len(self.params) or not same(params, self.params):
+            return None
+        grads = list(map(operator.attrgetter('grad'), params))
+        if not (all(map(isinstance, grads, repeat(np.ndarray))) and list(map(operator.attrgetter('shape'), grads)) == self.shapes
+                and all(map(operator.eq, map(operator.attrgetter('dtype'), grads), repeat(self.layout.dtype)))
+                and all(map(operator.attrgetter('flags.c_contiguous'), grads))
+                and same(map(operator.attrgetter('data'), params), self.views) and same(map(states.get, params), self.states)
+                and all(same(map(dict.get, self.states, repeat(b)), views) for b, views in zip(buffers, self.buffer_views))
+                and len(set(map(dict.get, self.states, repeat('step')))) == 1):
+            return None
+        return grads
+
+    def runs(self, grads:list) -> dict:
+        "The step's runs as `step` calls them: {(layout, step, ()): [(start, stop, grads)]}."
+        t = self.states[0]['step'] + 1
+        return {(self.layout, t, ()): [(start, stop, grads[j:k]) for start, stop, j, k in self.cuts]}
+
+@patch_to(Optimizer)
+def _make_plans(self, work:list):
+    "At the end of a step: a StepPlan for each group that went whole through one flat layout, for the next step to check against."
+    for i, w in enumerate(work):
+        if w.plan is not None: continue   # its plan still holds
+        self._plans.pop(i, None)
+        params = w.group['params']
+        if not w.plannable or len(w.items) != len(params): continue
+        layouts = {layout for _, _, _, layout, _ in w.items}
+        if len(layouts) != 1 or None in layouts or not all(g.flags.c_contiguous for _, g, *_ in w.items): continue
+        states = [self.state[p] for p in params]
+        if all(type(s) is dict for s in states) and len({s['step'] for s in states}) == 1:
+            self._plans[i] = StepPlan(w.group, w.buffers, states, layouts.pop())
 
 # %% ../../nbs/04a_optim_base.ipynb #91a737f7
 @patch_to(Optimizer)
