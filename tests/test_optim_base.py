@@ -1213,3 +1213,12 @@ def test_a_planned_step_is_bit_identical_to_the_full_check_for_real_optimizers()
             assert bool(opt._plans) == plans
             finals.append([p.data.tobytes() for p in ps] + [b.tobytes() for p in ps for k, b in opt.state[p].items() if k != 'step'])
         assert finals[0] == finals[1]
+
+def test_the_plan_of_a_removed_param_group_goes_at_the_next_step():
+    ps = params((3, 4), (4,), (2,))
+    opt = Adam([{'params': ps[:2]}, {'params': ps[2:]}])
+    set_grads(ps); opt.step()
+    assert set(opt._plans) == {0, 1}
+    opt.param_groups.pop()
+    set_grads(ps); opt.step()
+    assert set(opt._plans) == {0}

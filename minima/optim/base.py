@@ -580,7 +580,7 @@ def _scratch(self, dtype):
         return self._scratch_arrays[key]
     return scratch
 
-# %% ../../nbs/04a_optim_base.ipynb #3cadd014
+# %% ../../nbs/04a_optim_base.ipynb #841d384e
 import operator
 from itertools import repeat
 
@@ -618,6 +618,7 @@ class StepPlan:
 @patch_to(Optimizer)
 def _make_plans(self, work:list):
     "At the end of a step: a StepPlan for each group that went whole through one flat layout, for the next step to check against."
+    for i in [i for i in self._plans if i >= len(work)]: del self._plans[i]   # groups removed from param_groups
     for i, w in enumerate(work):
         if w.plan is not None: continue   # its plan still holds
         self._plans.pop(i, None)
