@@ -3,7 +3,7 @@ state_dict/load_state_dict, the chunked update runner, clipping and the weight-d
 
 The optimizers used here are defined in this file (plain gradient descent and a velocity-buffer
 variant), so the base is tested independently of the algorithms built on it."""
-import copy, gc, os, pickle, re, threading, time
+import collections, copy, gc, os, pickle, re, threading, time
 import numpy as np
 import pytest
 import torch
@@ -1154,6 +1154,7 @@ PLAN_CHANGES = [   # (name, change made before the third step, error the step ra
     ('p.data replaced', lambda opt, ps: setattr(ps[1], 'data', ps[1].data * 2), None),
     ('buffer replaced', lambda opt, ps: opt.state[ps[0]].__setitem__('exp_avg', opt.state[ps[0]]['exp_avg'] + 1), None),
     ('state dict replaced', lambda opt, ps: opt.state.__setitem__(ps[2], copy.deepcopy(opt.state[ps[2]])), None),
+    ('state a UserDict', lambda opt, ps: opt.state.__setitem__(ps[2], collections.UserDict(opt.state[ps[2]])), None),
     ('gradient None', lambda opt, ps: setattr(ps[2], 'grad', None), None),
     ('gradient Fortran order', lambda opt, ps: setattr(ps[0], 'grad', np.asfortranarray(ps[0].grad)), None),
     ('gradient a strided view', lambda opt, ps: setattr(ps[1], 'grad', np.repeat(ps[1].grad, 2)[::2]), None),

@@ -444,7 +444,7 @@ def _check_params(self):
             raise ValueError(f"{name}: param group {i} has {len(params)} params but {len(group['param_names'])} param_names")
     self._checked_params = [list(g['params']) for g in self.param_groups]
 
-# %% ../../nbs/04a_optim_base.ipynb #a3a39027
+# %% ../../nbs/04a_optim_base.ipynb #10eba9d2
 from dataclasses import dataclass, field
 
 @dataclass
@@ -457,14 +457,20 @@ class GroupWork:
     plannable:bool = False # whether the settings allow a StepPlan (non-finite policy 'apply', no clip_norm, no step scalars)
     plan:object = None     # the group's StepPlan, when the group is as the last step left it (`items` is then empty)
     grads:list = None      # with `plan`: the gradients, in the group's order
+    layout:object = None   # set in phase 3 when every parameter with a gradient went through this FlatLayout with one step count
 
-# %% ../../nbs/04a_optim_base.ipynb #986c3f3d
+@patch_to(Optimizer)
+def _has_step_scalars(self) -> bool:
+    "Whether this optimizer overrides `step_scalars` (values computed from each parameter's state)."
+    return type(self).step_scalars is not Optimizer.step_scalars
+
+# %% ../../nbs/04a_optim_base.ipynb #3ea04798
 @patch_to(Optimizer)
 def _check_step(self) -> list|None:
     "Phase 1 of a step: check everything, write nothing. Returns a `GroupWork` per param group, or None when the step is skipped."
     name, states, layouts = type(self).__name__, self.state, self._layouts
     self._check_params()
-    plannable = type(self).step_scalars is Optimizer.step_scalars   # a plan assumes one call per run, as step scalars come from the state
+    plannable = not self._has_step_scalars()   # a plan assumes one call per run, and step scalars come from each state
     work, skip = [], False
     for i, group in enumerate(self.param_groups):
         values = check_group(name, self._specs(), self.rules, group, f'param group {i}')
@@ -503,7 +509,7 @@ def _check_step(self) -> list|None:
             w.items.append((p, g, clip, None if views is None else layout, adopted))
     return None if skip else work
 
-# %% ../../nbs/04a_optim_base.ipynb #2b754f8c
+# %% ../../nbs/04a_optim_base.ipynb #c28402f3
 @patch_to(Optimizer)
 def step(self, closure=None): # optional function that recomputes the loss (called with gradients enabled)
     "Update every parameter that has a gradient; return `closure()`'s loss if a closure is given."
@@ -524,11 +530,11 @@ def step(self, closure=None): # optional function that recomputes the loss (call
             for p, _, _, _, adopted in w.items:
                 if not adopted: states.setdefault(p, {'step': 0})
         for p, b, array in created: states[p][b] = array
-        scalars = type(self).step_scalars is not Optimizer.step_scalars   # skip the call when not overridden
+        scalars = self._has_step_scalars()   # skip the call when not overridden
         for w in work:
             if w.plan is not None: runs = w.plan.runs(w.grads)
             else:
-                places = {}   # (layout, step, step scalars) -> [(start, size, grad)]: the parameters that share a call
+                places, whole = {}, True   # places: (layout, step, step scalars) -> [(start, size, grad)] of the parameters that share a call
                 for p, g, clip, layout, adopted in w.items:
                     state = states[p]
                     t = state['step'] + 1
@@ -536,8 +542,11 @@ def step(self, closure=None): # optional function that recomputes the loss (call
                     if layout is not None and clip is None and g.flags.c_contiguous:
                         if not adopted: layout.adopt(p, state, w.buffers)
                         places.setdefault((layout, t, tuple(extra.items()) if extra else ()), []).append((layout.start[p], g.size, g))
-                    else: run_update_in_chunks(self.update, p.data, g, {b: state[b] for b in w.buffers}, clip, step=t, **w.hyper, **extra)
+                    else:
+                        run_update_in_chunks(self.update, p.data, g, {b: state[b] for b in w.buffers}, clip, step=t, **w.hyper, **extra)
+                        whole = False
                 runs = {key: consecutive_runs(ps) for key, ps in places.items()}
+                if whole and len(runs) == 1: w.layout = next(iter(runs))[0]
             for (layout, t, extra), cuts in runs.items():
                 arrays = layout.arrays
                 for start, stop, grads in cuts:
@@ -580,7 +589,7 @@ def _scratch(self, dtype):
         return self._scratch_arrays[key]
     return scratch
 
-# %% ../../nbs/04a_optim_base.ipynb #841d384e
+# %% ../../nbs/04a_optim_base.ipynb #520bf46d
 import operator
 from itertools import repeat
 
@@ -623,12 +632,9 @@ def _make_plans(self, work:list):
         if w.plan is not None: continue   # its plan still holds
         self._plans.pop(i, None)
         params = w.group['params']
-        if not w.plannable or len(w.items) != len(params): continue
-        layouts = {layout for _, _, _, layout, _ in w.items}
-        if len(layouts) != 1 or None in layouts or not all(g.flags.c_contiguous for _, g, *_ in w.items): continue
+        if not w.plannable or w.layout is None or len(w.items) != len(params): continue
         states = [self.state[p] for p in params]
-        if all(type(s) is dict for s in states) and len({s['step'] for s in states}) == 1:
-            self._plans[i] = StepPlan(w.group, w.buffers, states, layouts.pop())
+        if all(type(s) is dict for s in states): self._plans[i] = StepPlan(w.group, w.buffers, states, w.layout)
 
 # %% ../../nbs/04a_optim_base.ipynb #91a737f7
 @patch_to(Optimizer)
