@@ -1161,6 +1161,7 @@ PLAN_CHANGES = [   # (name, change made before the third step, error the step ra
     ('one step count differs', _bump_step, None),
     ('parameter added to the group', _add_param, None),
     ('parameter removed from the group', lambda opt, ps: opt.param_groups[0]['params'].pop(), None),
+    ('parameters reordered', lambda opt, ps: opt.param_groups[0]['params'].reverse(), None),
     ('amsgrad turned on', lambda opt, ps: opt.param_groups[0].__setitem__('amsgrad', True), None),
     ('lr changed', lambda opt, ps: opt.param_groups[0].__setitem__('lr', 0.5), None),
     ('clip_norm set', lambda opt, ps: opt.param_groups[0].__setitem__('clip_norm', 0.1), None),

@@ -589,7 +589,7 @@ def _scratch(self, dtype):
         return self._scratch_arrays[key]
     return scratch
 
-# %% ../../nbs/04a_optim_base.ipynb #520bf46d
+# %% ../../nbs/04a_optim_base.ipynb #6743613a
 import operator
 from itertools import repeat
 
@@ -597,7 +597,7 @@ class StepPlan:
     "A param group whose parameters all had gradients and sat, with their state buffers, in one FlatLayout when a step ended."
     def __init__(self, group:dict, buffers:tuple, states:list, layout:FlatLayout):
         params = group['params']
-        self.group, self.params, self.buffers, self.states, self.layout = group, list(params), buffers, states, layout
+        self.buffers, self.states, self.layout = buffers, states, layout
         self.views = [layout.views[p]['param'] for p in params]
         self.shapes = [v.shape for v in self.views]
         self.buffer_views = [[layout.views[p][b] for p in params] for b in buffers]
@@ -607,9 +607,8 @@ class StepPlan:
     def grads(self, group:dict, buffers:tuple, states:dict) -> list|None:
         "The group's gradients if phase 1 would find everything as planned, else None."
         params, same = group['params'], lambda xs, ys: all(map(operator.is_, xs, ys))
-        if group is not self.group or buffers != self.buffers or len(params) != len(self.params) or not same(params, self.params):
-            return None
-        grads = list(map(operator.attrgetter('grad'), params))
+        if buffers != self.buffers: return None
+        grads = list(map(operator.attrgetter('grad'), params))   # the shapes pin their number, the data views which parameters they are
         if not (all(map(isinstance, grads, repeat(np.ndarray))) and list(map(operator.attrgetter('shape'), grads)) == self.shapes
                 and all(map(operator.eq, map(operator.attrgetter('dtype'), grads), repeat(self.layout.dtype)))
                 and all(map(operator.attrgetter('flags.c_contiguous'), grads))
