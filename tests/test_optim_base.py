@@ -477,7 +477,9 @@ def test_chunks_are_bit_identical_to_whole_arrays_and_cover_everything():
         calls.append(param.size); velocity_update(param, grad, state, **kw)
     xc, st = x.copy(), {'velocity': v.copy()}
     run_update_in_chunks(counting, xc, g, st, step=1, lr=0.1, mu=0.9, betas=None, nesterov=True)
-    assert calls == [base.CHUNK_SIZE] * 3 + [17]
+    length, parallel = base.chunking(n)
+    assert parallel and length <= base.CHUNK_SIZE
+    assert sorted(calls) == sorted([length] * 3 + [n - 3 * length])   # four chunks, two per thread, in any order
     np.testing.assert_array_equal(xc, whole[0]); np.testing.assert_array_equal(st['velocity'], whole[1]['velocity'])
 
 def test_non_contiguous_param_is_updated_whole():
@@ -1094,10 +1096,19 @@ def test_a_copied_optimizer_has_flat_arrays_of_its_own(clone):
     set_grads(qs, 2); twin.step()
     assert base._root(twin.state[qs[0]]['velocity']) is base._root(twin.state[qs[1]]['velocity'])
 
-def test_chunk_tasks_cover_the_gradients_in_order(monkeypatch):
-    monkeypatch.setattr(base, 'CHUNK_SIZE', 5)
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.integers(1, 4 * base.CHUNK_SIZE), st.integers(1, 10**9)))
+def test_chunking_cuts_a_run_into_equal_chunks_an_even_number_of_them_for_two_threads(n):
+    length, parallel = base.chunking(n)
+    chunks = [min(length, n - start) for start in range(0, n, length)]
+    assert 1 <= length <= base.CHUNK_SIZE and sum(chunks) == n
+    assert chunks[-1] > length - len(chunks)   # equal but for the rounding of n / count
+    assert parallel == (n > base.CHUNK_SIZE)   # more than one chunk: two threads
+    assert len(chunks) % 2 == 0 if parallel else len(chunks) == 1
+
+def test_chunk_tasks_cover_the_gradients_in_order():
     grads = [np.arange(n, dtype=float) + 100 * i for i, n in enumerate([3, 7, 1, 5, 12])]
-    tasks = base.chunk_tasks(grads)
+    tasks = base.chunk_tasks(grads, 5)
     assert [(s, e) for s, e, _ in tasks] == [(0, 5), (5, 10), (10, 15), (15, 20), (20, 25), (25, 28)]
     np.testing.assert_array_equal(np.concatenate([np.concatenate(p, axis=None) for _, _, p in tasks]), np.concatenate(grads))
     assert all(sum(x.size for x in p) == e - s for s, e, p in tasks)

@@ -11,7 +11,7 @@ from ..nn import Parameter
 
 # %% auto #0
 __all__ = ['CHUNK_SIZE', 'PARALLEL_SIZE', 'Real', 'Flag', 'Choice', 'Optional', 'Pair', 'Rule', 'check_group', 'split_names',
-           'run_update_in_chunks', 'FlatLayout', 'chunk_tasks', 'run_update_flat', 'NonFiniteGradientError',
+           'chunking', 'run_update_in_chunks', 'FlatLayout', 'chunk_tasks', 'run_update_flat', 'NonFiniteGradientError',
            'all_finite', 'Optimizer', 'GroupWork', 'consecutive_runs', 'StepPlan', 'clip_grad_norm_',
            'clip_grad_value_', 'default_no_decay', 'param_groups_weight_decay']
 
@@ -136,13 +136,20 @@ def split_names(items, where:str): # -> (list of Parameters, list of names or No
         names = None
     return params, names
 
-# %% ../../nbs/04a_optim_base.ipynb #42c7ae70
+# %% ../../nbs/04a_optim_base.ipynb #770463ca
 import os, weakref
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
-CHUNK_SIZE = 2**18 # elements per chunk (1 MiB of float32): one chunk of every array and the update's temporaries stay in the L3 cache, and each ufunc call is long enough to amortise its Python overhead
-PARALLEL_SIZE = 4 * CHUNK_SIZE # a parameter at least this large has its chunks shared between two threads
+CHUNK_SIZE = 2**18 # most elements per chunk (1 MiB of float32): one chunk of every array and the update's temporaries stay in the L3 cache, and each ufunc call is long enough to amortise its Python overhead
+PARALLEL_SIZE = CHUNK_SIZE + 1 # a run of at least this many values (more than one chunk) has its chunks shared between two threads
+
+def chunking(n:int, # values in the run
+            )->tuple: # (values per chunk, whether two threads share the chunks)
+    "Cut a run of `n` values into chunks of equal length, at most `CHUNK_SIZE`, and into an even number of them when two threads share them."
+    count, parallel = max(1, -(-n // CHUNK_SIZE)), n >= PARALLEL_SIZE
+    if parallel: count = max(2, count + count % 2)
+    return -(-n // count), parallel
 
 def _clipped(grad, clip, out=None):
     "`grad * c / norm` (numpy-ml's clip_norm, same operation order) when `clip=(c, norm)`, else `grad`."
@@ -191,19 +198,20 @@ def run_update_in_chunks(update, # the algorithm's pure in-place update function
                          **hyper): # step and hyperparameters, passed on to `update`
     "Call `update` on cache-sized chunks of flat views of param, grad and buffers (whole arrays if not contiguous)."
     n = param.size
-    if n <= CHUNK_SIZE or not all(a.flags.c_contiguous for a in (param, grad, *buffers.values())):
+    length, parallel = chunking(n)
+    if length >= n or not all(a.flags.c_contiguous for a in (param, grad, *buffers.values())):
         return update(param, _clipped(grad, clip), buffers, **hyper)
     p, g = param.reshape(-1), grad.reshape(-1)
     flat = {name: b.reshape(-1) for name, b in buffers.items()}
     scratch = {}   # slot -> a chunk for the clipped gradient, one per thread
     def run(slot, start):
-        s = slice(start, min(start + CHUNK_SIZE, n))
+        s = slice(start, min(start + length, n))
         if clip is None: g_chunk = g[s]
         else:
-            if slot not in scratch: scratch[slot] = np.empty(CHUNK_SIZE, grad.dtype)
+            if slot not in scratch: scratch[slot] = np.empty(length, grad.dtype)
             g_chunk = _clipped(g[s], clip, scratch[slot][:s.stop - start])
         update(p[s], g_chunk, {name: b[s] for name, b in flat.items()}, **hyper)
-    _share(run, range(0, n, CHUNK_SIZE), parallel=n >= PARALLEL_SIZE)
+    _share(run, range(0, n, length), parallel=parallel)
 
 # %% ../../nbs/04a_optim_base.ipynb #2b2f1eba
 def _root(a):
@@ -242,20 +250,21 @@ class FlatLayout:
             views[name] = self.arrays[name][self.start[p]:self.start[p] + views['param'].size].reshape(shape)
         return views[name]
 
-# %% ../../nbs/04a_optim_base.ipynb #9cb043a9
+# %% ../../nbs/04a_optim_base.ipynb #d565b12a
 def chunk_tasks(grads:list, # C-contiguous gradients of parameters stored one after the other
+                length:int, # values per chunk
                )->list: # (start, stop, pieces): values start:stop of the run and, in order, the gradient values that belong there
-    "Cut the gradients of a run into chunks of `CHUNK_SIZE` values."
+    "Cut the gradients of a run into chunks of `length` values (the last one may be shorter)."
     tasks, pieces, start, filled = [], [], 0, 0
     for g in grads:
         n = g.size
-        if filled + n < CHUNK_SIZE:   # the whole gradient fits in the current chunk
+        if filled + n < length:   # the whole gradient fits in the current chunk
             pieces.append(g); filled += n; continue
         flat, taken = g.reshape(-1), 0
         while taken < n:
-            take = min(n - taken, CHUNK_SIZE - filled)
+            take = min(n - taken, length - filled)
             pieces.append(flat[taken:taken + take]); taken += take; filled += take
-            if filled == CHUNK_SIZE:
+            if filled == length:
                 tasks.append((start, start + filled, pieces)); start += filled; pieces, filled = [], 0
     if pieces: tasks.append((start, start + filled, pieces))
     return tasks
@@ -272,7 +281,8 @@ def run_update_flat(update, # the algorithm's pure in-place update function
         if len(pieces) == 1: g = pieces[0].reshape(-1)
         else: g = np.concatenate(pieces, axis=None, out=scratch(slot)[:stop - start], casting='no')
         update(param[start:stop], g, {name: b[start:stop] for name, b in buffers.items()}, **hyper)
-    _share(run, chunk_tasks(grads), parallel=param.size >= PARALLEL_SIZE)
+    length, parallel = chunking(param.size)
+    _share(run, chunk_tasks(grads, length), parallel=parallel)
 
 # %% ../../nbs/04a_optim_base.ipynb #2060bb8f
 class NonFiniteGradientError(FloatingPointError, RuntimeError):
