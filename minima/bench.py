@@ -41,8 +41,8 @@ ALGORITHMS = {a.key: a for a in [
     Algorithm('adamw',        'AdamW',        'AdamW',   'AdamW',   dict(lr=1e-3, weight_decay=1e-2), 2),
 ]}
 
-# %% ../nbs/06_bench.ipynb #1e2eed31
-def copy_bandwidth(n:int=10_000_000, # elements per array: make it far larger than the caches
+# %% ../nbs/06_bench.ipynb #b7c166b1
+def copy_bandwidth(n:int=2**25,    # elements per array: at least 4x the last-level cache (STREAM's rule)
                    repeats:int=20,   # timed repetitions; the median is kept
                    threads:int=1,    # split the arrays between this many threads
                   )->float:
@@ -365,14 +365,14 @@ def machine_info()->dict:
         info.update(torch=torch.__version__, torch_threads=torch.get_num_threads())
     return info
 
-# %% ../nbs/06_bench.ipynb #094fb4f5
+# %% ../nbs/06_bench.ipynb #b270d887
 def report_markdown(result:dict)->str:
     "The whole run as a markdown document."
     meta = result['meta']
     out = [f"# minima.bench results", "",
            f"Command: `{meta['command']}`  ", f"Measured {meta['date_utc']} UTC on {meta['platform']}, "
            f"{meta['cpus']} CPUs, numpy {meta['numpy']}" + (f", torch {meta['torch']} ({meta['torch_threads']} threads)" if 'torch' in meta else '') + ".  ",
-           f"Copy bandwidth (`np.add(a, b, out=a)`, 10M float32): {result['bandwidth_one_thread_GBps']:.1f} GB/s on one thread, "
+           f"Copy bandwidth (`np.add(a, b, out=a)` on two arrays of 2^25 float32 values): {result['bandwidth_one_thread_GBps']:.1f} GB/s on one thread, "
            f"{result['bandwidth_all_threads_GBps']:.1f} GB/s on {meta['cpus']}; the floor uses {result['bandwidth_GBps']:.1f} GB/s.  ",
            f"Median of up to {meta['repeats']} timed steps per contender and case, each after one untimed step, "
            f"contenders taking turns; times in ms per step."]
