@@ -1215,6 +1215,35 @@ def test_a_plan_sees_every_change_and_steps_as_the_full_check_does(name, change,
     for x, y in zip(sa.values(), sb.values()):
         for k in x: assert np.array_equal(x[k], y[k])
 
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.sampled_from([c for c in PLAN_CHANGES if c[2] != 'copy']), min_size=1, max_size=6))
+def test_any_sequence_of_changes_steps_as_the_full_check_does(changes):
+    # the changes above, several in a row, a step after each: with plans and without, every step
+    # raises the same error or none, and leaves the same bits in every parameter and state entry
+    def run(plans):
+        ps = params((3, 4), (4,), (2,))
+        opt = Adam(ps, lr=0.1, weight_decay=0.01)
+        if not plans: _without_plans(opt)
+        for s in range(2): set_grads(ps, seed=s); opt.step()
+        trace, used = [], 0
+        for s, (name, change, _) in enumerate(changes, 2):
+            set_grads(list(dict.fromkeys(ps + [p for g in opt.param_groups for p in g['params']])), seed=s)
+            try: change(opt, ps)
+            except Exception as e: trace.append((type(e), str(e)))   # loading a state a change broke
+            if plans:
+                try: used += any(w.plan is not None for w in opt._check_step())
+                except Exception: pass   # the step below raises the same error
+            try: opt.step(); trace.append(None)
+            except Exception as e: trace.append((type(e), str(e)))
+            everything = list(dict.fromkeys(ps + [p for g in opt.param_groups for p in g['params']]))
+            trace.append([p.data.tobytes() for p in everything])
+            trace.append([{k: v.tobytes() if isinstance(v, np.ndarray) else v for k, v in opt.state[p].items()}
+                          if p in opt.state else None for p in everything])
+        return trace, used
+    (with_plans, used), (without, _) = run(True), run(False)
+    assert with_plans == without
+    if changes[0][0] in ('nothing', 'lr changed'): assert used   # the plan of the first two steps was used
+
 def test_a_planned_step_is_bit_identical_to_the_full_check_for_real_optimizers():
     for make in (lambda ps: SGD(ps, lr=0.1, momentum=0.9, dampening=0, nesterov=True), lambda ps: Adam(ps, lr=0.01, amsgrad=True)):
         finals = []
