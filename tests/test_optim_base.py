@@ -1134,8 +1134,8 @@ def test_a_plan_is_made_after_a_plain_step_and_used_by_the_next():
     (lambda ps: Adam([{'params': ps[:2]}, {'params': ps[2:]}]), {0, 1}),   # each group has its own plan
     (lambda ps: Adam([{'params': ps[:2]}, {'params': ps[2:], 'clip_norm': 1.0}]), {0}),
     (lambda ps: NAdam(ps), set()),                  # step scalars come from each parameter's state
-    (lambda ps: Adam(ps, nonfinite='skip'), set()),
-    (lambda ps: Adam(ps, nonfinite='raise'), set()),
+    (lambda ps: Adam(ps, nonfinite='skip'), {0}),    # a planned step checks the gradients chunk by chunk
+    (lambda ps: Adam(ps, nonfinite='raise'), {0}),
 ], ids=['plain', 'two_groups', 'clip_norm', 'step_scalars', 'skip', 'raise'])
 def test_which_groups_get_a_plan(make, planned):
     ps = params((3, 4), (4,), (2,))
@@ -1159,6 +1159,8 @@ def _add_param(opt, ps):
     opt.param_groups[0]['params'].append(opt.param_groups.pop()['params'][0])
 def _nan(opt, ps):
     opt.param_groups[0]['nonfinite'] = 'raise'; ps[0].grad[1, 2] = np.nan
+def _inf_skip(opt, ps):
+    opt.param_groups[0]['nonfinite'] = 'skip'; ps[2].grad[1] = -np.inf
 
 PLAN_CHANGES = [   # (name, change made before the third step, error the step raises or None)
     ('nothing', lambda opt, ps: None, None),
@@ -1183,6 +1185,8 @@ PLAN_CHANGES = [   # (name, change made before the third step, error the step ra
     ('gradient a list', lambda opt, ps: setattr(ps[1], 'grad', [0.0] * 4), TypeError),
     ('buffer of another shape', lambda opt, ps: opt.state[ps[0]].__setitem__('exp_avg_sq', np.zeros(7)), ValueError),
     ('NaN gradient, policy raise', _nan, NonFiniteGradientError),
+    ('policy skip, finite gradients', lambda opt, ps: opt.param_groups[0].__setitem__('nonfinite', 'skip'), None),
+    ('infinite gradient, policy skip', _inf_skip, None),
 ]
 
 @pytest.mark.parametrize('name, change, error', PLAN_CHANGES, ids=[c[0] for c in PLAN_CHANGES])
@@ -1199,7 +1203,11 @@ def test_a_plan_sees_every_change_and_steps_as_the_full_check_does(name, change,
             opt = copy.deepcopy(opt); ps = [p for g in opt.param_groups for p in g['params']]
             assert not opt._plans
         if error in (None, 'copy'):
-            if plans: assert (opt._check_step()[0].plan is not None) == (name in ('nothing', 'lr changed'))   # the plan is used only if still true
+            if plans:   # the plan is used only if still true
+                work = opt._check_step()
+                used = work is not None and work[0].plan is not None
+                assert used == (name in ('nothing', 'lr changed', 'policy skip, finite gradients'))
+                if name == 'infinite gradient, policy skip': assert work is None
             opt.step()
             for s in range(3, 5): set_grads(opt.param_groups[0]['params'], seed=s); opt.step()   # and a plan made after the change
         else:
@@ -1243,6 +1251,35 @@ def test_any_sequence_of_changes_steps_as_the_full_check_does(changes):
     (with_plans, used), (without, _) = run(True), run(False)
     assert with_plans == without
     if changes[0][0] in ('nothing', 'lr changed'): assert used   # the plan of the first two steps was used
+
+@pytest.mark.parametrize('policy', ['skip', 'raise'])
+def test_a_planned_step_finds_a_non_finite_gradient_wherever_it_is(policy, monkeypatch):
+    # 40 parameters of 1 to 40 values in chunks of 64 values shared between two threads, so chunks
+    # start and end inside gradients; a NaN or an infinity in any one of them, at its first, a middle
+    # or its last value, is found, named as the full check names it (the first of two), and nothing is changed
+    monkeypatch.setattr(base, 'CHUNK_SIZE', 64); monkeypatch.setattr(base, 'PARALLEL_SIZE', 65)
+    shapes = [(n,) for n in range(1, 41)]
+    for k in (0, 17, 39):
+        for where in (0, -1, k // 2):
+            for bad in (np.nan, np.inf, -np.inf):
+                outcomes = []
+                for plans in (True, False):
+                    ps = params(*shapes)
+                    opt = Adam(ps, lr=0.1, nonfinite=policy)
+                    if not plans: _without_plans(opt)
+                    for s in range(2): set_grads(ps, seed=s); opt.step()
+                    set_grads(ps, seed=2); ps[k].grad[where] = bad
+                    if k < 39: ps[39].grad[0] = np.nan   # a second one, later: the first is named
+                    if plans: assert opt._plans and opt._plans[0].grads(opt.param_groups[0], ('exp_avg', 'exp_avg_sq'), opt.state)
+                    before = snapshot(opt, ps)
+                    if policy == 'raise':
+                        with pytest.raises(NonFiniteGradientError) as e: opt.step()
+                        outcomes.append(str(e.value))
+                    else:
+                        opt.step(); outcomes.append(opt.skipped_steps)
+                    assert_same(snapshot(opt, ps)[:4] + before[4:], before)   # all but the count of skipped steps
+                assert outcomes[0] == outcomes[1]
+                assert (f'position {k} of' in outcomes[0]) if policy == 'raise' else outcomes[0] == 1
 
 def test_a_planned_step_is_bit_identical_to_the_full_check_for_real_optimizers():
     for make in (lambda ps: SGD(ps, lr=0.1, momentum=0.9, dampening=0, nesterov=True), lambda ps: Adam(ps, lr=0.01, amsgrad=True)):

@@ -11,9 +11,9 @@ from ..nn import Parameter
 
 # %% auto #0
 __all__ = ['CHUNK_SIZE', 'PARALLEL_SIZE', 'Real', 'Flag', 'Choice', 'Optional', 'Pair', 'Rule', 'check_group', 'split_names',
-           'chunking', 'run_update_in_chunks', 'FlatLayout', 'chunk_tasks', 'run_update_flat', 'NonFiniteGradientError',
-           'all_finite', 'Optimizer', 'GroupWork', 'consecutive_runs', 'StepPlan', 'clip_grad_norm_',
-           'clip_grad_value_', 'default_no_decay', 'param_groups_weight_decay']
+           'chunking', 'run_update_in_chunks', 'FlatLayout', 'chunk_tasks', 'run_update_flat', 'gathered',
+           'NonFiniteGradientError', 'all_finite', 'Optimizer', 'GroupWork', 'consecutive_runs', 'StepPlan',
+           'clip_grad_norm_', 'clip_grad_value_', 'default_no_decay', 'param_groups_weight_decay']
 
 # %% ../../nbs/04a_optim_base.ipynb #4b40780e
 def _is_real(value):
@@ -250,7 +250,7 @@ class FlatLayout:
             views[name] = self.arrays[name][self.start[p]:self.start[p] + views['param'].size].reshape(shape)
         return views[name]
 
-# %% ../../nbs/04a_optim_base.ipynb #d565b12a
+# %% ../../nbs/04a_optim_base.ipynb #03f76a27
 def chunk_tasks(grads:list, # C-contiguous gradients of parameters stored one after the other
                 length:int, # values per chunk
                )->list: # (start, stop, pieces): values start:stop of the run and, in order, the gradient values that belong there
@@ -277,12 +277,19 @@ def run_update_flat(update, # the algorithm's pure in-place update function
                     **hyper): # step, hyperparameters and step scalars shared by the whole run
     "Call `update` on each chunk of the run, with the chunk's gradient values gathered into `scratch(slot)` when they come from several gradients."
     def run(slot, task):
-        start, stop, pieces = task
-        if len(pieces) == 1: g = pieces[0].reshape(-1)
-        else: g = np.concatenate(pieces, axis=None, out=scratch(slot)[:stop - start], casting='no')
-        update(param[start:stop], g, {name: b[start:stop] for name, b in buffers.items()}, **hyper)
+        start, stop, _ = task
+        update(param[start:stop], gathered(task, scratch, slot), {name: b[start:stop] for name, b in buffers.items()}, **hyper)
     length, parallel = chunking(param.size)
     _share(run, chunk_tasks(grads, length), parallel=parallel)
+
+def gathered(task:tuple, # (start, stop, pieces) from `chunk_tasks`
+             scratch, # `scratch(slot)`: a flat array of at least CHUNK_SIZE values, called only when there are several pieces
+             slot:int, # the thread's slot
+            )->np.ndarray: # the chunk's gradient values, flat
+    "A chunk's gradient values as one flat array: its one piece itself, or its pieces copied one after the other into `scratch(slot)`."
+    start, stop, pieces = task
+    if len(pieces) == 1: return pieces[0].reshape(-1)
+    return np.concatenate(pieces, axis=None, out=scratch(slot)[:stop - start], casting='no')
 
 # %% ../../nbs/04a_optim_base.ipynb #2060bb8f
 class NonFiniteGradientError(FloatingPointError, RuntimeError):
@@ -420,7 +427,7 @@ def patch_to(cls):
         return f
     return attach
 
-# %% ../../nbs/04a_optim_base.ipynb #78d8cdb7
+# %% ../../nbs/04a_optim_base.ipynb #9f35e888
 def _gradient_error(where, label, g, data):
     "The error for a gradient that is not an array of its parameter's shape and dtype."
     if not isinstance(g, np.ndarray):
@@ -428,6 +435,10 @@ def _gradient_error(where, label, g, data):
     if g.shape != data.shape:
         return ValueError(f'{where}: the gradient of {label} has shape {g.shape} but the parameter has shape {data.shape}; nothing was changed')
     return TypeError(f'{where}: the gradient of {label} has dtype {g.dtype} but the parameter has dtype {data.dtype}; nothing was changed')
+
+def _nonfinite_error(where, label):
+    "The error for a non-finite gradient under nonfinite='raise'."
+    return NonFiniteGradientError(f"{where}: the gradient of {label} has NaN or infinite values (nonfinite='raise'); nothing was changed")
 
 def _label(group, i, j):
     "How a parameter is named in messages: by name where known, else by position."
@@ -454,7 +465,7 @@ def _check_params(self):
             raise ValueError(f"{name}: param group {i} has {len(params)} params but {len(group['param_names'])} param_names")
     self._checked_params = [list(g['params']) for g in self.param_groups]
 
-# %% ../../nbs/04a_optim_base.ipynb #10eba9d2
+# %% ../../nbs/04a_optim_base.ipynb #43236190
 from dataclasses import dataclass, field
 
 @dataclass
@@ -464,7 +475,7 @@ class GroupWork:
     buffers:tuple   # names of the state buffers its settings need
     hyper:dict      # its checked hyperparameters, passed to the update function
     items:list = field(default_factory=list) # (param, grad, clip, its FlatLayout or None, whether its buffers are all in place) per parameter with a gradient
-    plannable:bool = False # whether the settings allow a StepPlan (non-finite policy 'apply', no clip_norm, no step scalars)
+    plannable:bool = False # whether the settings allow a StepPlan (no clip_norm, no step scalars)
     plan:object = None     # the group's StepPlan, when the group is as the last step left it (`items` is then empty)
     grads:list = None      # with `plan`: the gradients, in the group's order
     layout:object = None   # set in phase 3 when every parameter with a gradient went through this FlatLayout with one step count
@@ -474,7 +485,7 @@ def _has_step_scalars(self) -> bool:
     "Whether this optimizer overrides `step_scalars` (values computed from each parameter's state)."
     return type(self).step_scalars is not Optimizer.step_scalars
 
-# %% ../../nbs/04a_optim_base.ipynb #3ea04798
+# %% ../../nbs/04a_optim_base.ipynb #8dda45ee
 @patch_to(Optimizer)
 def _check_step(self) -> list|None:
     "Phase 1 of a step: check everything, write nothing. Returns a `GroupWork` per param group, or None when the step is skipped."
@@ -485,10 +496,14 @@ def _check_step(self) -> list|None:
     for i, group in enumerate(self.param_groups):
         values = check_group(name, self._specs(), self.rules, group, f'param group {i}')
         buffers, policy, clip_norm = self.state_buffers(group), values['nonfinite'], values['clip_norm']
-        w = GroupWork(group, buffers, {k: values[k] for k in self.hyperparameters},
-                      plannable=plannable and policy == 'apply' and clip_norm is None)
+        w = GroupWork(group, buffers, {k: values[k] for k in self.hyperparameters}, plannable=plannable and clip_norm is None)
         work.append(w)
         if w.plannable and (plan := self._plans.get(i)) is not None and (grads := plan.grads(group, buffers, states)) is not None:
+            if policy != 'apply' and not plan.finite(grads, self._scratch(plan.layout.dtype)):
+                if policy == 'raise':
+                    j = next(j for j, g in enumerate(grads) if not all_finite(g))   # the first, as the check below finds it
+                    raise _nonfinite_error(f'{name}.step', _label(group, i, j))
+                skip = True
             w.plan, w.grads = plan, grads   # the group is as the last step left it: every check below would pass
             continue
         for j, p in enumerate(group['params']):
@@ -510,9 +525,7 @@ def _check_step(self) -> list|None:
                         raise ValueError(f'{name}.step: state buffer {b!r} of {_label(group, i, j)} is {_what(buf)}, '
                                          f'expected an array of shape {data.shape} and dtype {data.dtype}; nothing was changed')
             if policy != 'apply' and not all_finite(g):
-                if policy == 'raise':
-                    raise NonFiniteGradientError(f"{name}.step: the gradient of {_label(group, i, j)} has NaN or infinite values "
-                                                 "(nonfinite='raise'); nothing was changed")
+                if policy == 'raise': raise _nonfinite_error(f'{name}.step', _label(group, i, j))
                 skip = True
             clip = None
             if clip_norm is not None and (norm := np.linalg.norm(g)) > clip_norm: clip = (clip_norm, norm)
@@ -599,7 +612,7 @@ def _scratch(self, dtype):
         return self._scratch_arrays[key]
     return scratch
 
-# %% ../../nbs/04a_optim_base.ipynb #6743613a
+# %% ../../nbs/04a_optim_base.ipynb #397bb52c
 import operator
 from itertools import repeat
 
@@ -627,6 +640,16 @@ class StepPlan:
                 and len(set(map(dict.get, self.states, repeat('step')))) == 1):
             return None
         return grads
+
+    def finite(self, grads:list, scratch) -> bool:
+        "Whether every gradient is finite, checked chunk by chunk as the update will gather them: two reductions per chunk, not per gradient."
+        found = []   # a chunk with a NaN or an infinity
+        def check(slot, task):
+            if not found and not all_finite(gathered(task, scratch, slot)): found.append(task)
+        for start, stop, j, k in self.cuts:
+            length, parallel = chunking(stop - start)
+            _share(check, chunk_tasks(grads[j:k], length), parallel)
+        return not found
 
     def runs(self, grads:list) -> dict:
         "The step's runs as `step` calls them: {(layout, step, ()): [(start, stop, grads)]}."
