@@ -78,13 +78,15 @@ def test_state_holds_exactly_the_algorithms_buffers(name, kw, n_state):
             assert not np.shares_memory(a, p.data) and not np.shares_memory(a, p.grad)
             assert not any(np.shares_memory(a, b) for b in arrays[i + 1:])
 
-def test_many_small_parameters_allocate_little():
+@pytest.mark.parametrize('options', [{}, dict(nonfinite='raise'), dict(clip_norm=1.0)], ids=['default', 'nonfinite-raise', 'clip_norm'])
+def test_many_small_parameters_allocate_little(options):
     # 4000 parameters of 1000 elements (16 MB), updated in flat runs: a step may allocate the update
     # function's chunk-sized temporaries on each of its two threads and a little bookkeeping per
-    # parameter (an eighth of its size at most), never a copy of everything
+    # parameter (an eighth of its size at most), never a copy of everything; the same when every
+    # gradient is checked for NaN, and when every gradient is rescaled (clip_norm)
     n, size = 4000, 1000
     params = [make_param(size, seed=s) for s in range(n)]
-    opt = optim.Adam(params, lr=1e-3)
+    opt = optim.Adam(params, lr=1e-3, **options)
     opt.step()
     peak = peak_during(opt.step)
     bar = 2 * base.CHUNK_SIZE * 4 + n * size * 4 // 8
@@ -107,7 +109,9 @@ def test_chunked_step_is_bit_identical_to_one_whole_array_update(name, kw, n_sta
     for b in state: np.testing.assert_array_equal(opt.state[p][b], state[b])
 
 BATCH_CASES = CASES + [('NAdam', dict(lr=1e-3), 2), ('RAdam', dict(lr=1e-3), 2), ('Adamax', dict(lr=1e-3), 2),
-                       ('Adadelta', dict(lr=1.0), 2)]
+                       ('Adadelta', dict(lr=1.0), 2),
+                       ('Adam', dict(lr=1e-3, clip_norm=3.0), 2), ('SGD', dict(lr=0.01, momentum=0.9, clip_norm=10.0), 1),
+                       ('NAdam', dict(lr=1e-3, clip_norm=3.0), 2)]   # gradients of 1 to 576 values: some rescaled, some not
 
 @pytest.mark.parametrize('chunk', [None, 50], ids=['chunks-of-the-default-size', 'chunks-of-50'])
 @pytest.mark.parametrize('name,kw,n_state', BATCH_CASES, ids=[f'{c[0]}-{c[1]}' for c in BATCH_CASES])
@@ -133,7 +137,9 @@ def test_parameters_in_flat_arrays_are_bit_identical_to_one_call_each(name, kw, 
             if p.grad is None: continue
             ref_steps[i] += 1
             extra = opt.step_scalars(group, ref_state[i], ref_steps[i]) if name == 'NAdam' else {}
-            type(opt).update(ref[i], p.grad, ref_state[i], step=ref_steps[i], **hyper, **extra)
+            g, c = p.grad, group['clip_norm']
+            if c is not None and (norm := np.linalg.norm(g)) > c: g = np.divide(np.multiply(g, c), norm)   # numpy-ml's order
+            type(opt).update(ref[i], g, ref_state[i], step=ref_steps[i], **hyper, **extra)
         for i, p in enumerate(params):
             np.testing.assert_array_equal(p.data, ref[i])
             if p in opt.state:

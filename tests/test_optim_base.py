@@ -1132,7 +1132,7 @@ def test_a_plan_is_made_after_a_plain_step_and_used_by_the_next():
 @pytest.mark.parametrize('make, planned', [
     (lambda ps: Adam(ps), {0}),
     (lambda ps: Adam([{'params': ps[:2]}, {'params': ps[2:]}]), {0, 1}),   # each group has its own plan
-    (lambda ps: Adam([{'params': ps[:2]}, {'params': ps[2:], 'clip_norm': 1.0}]), {0}),
+    (lambda ps: Adam([{'params': ps[:2]}, {'params': ps[2:], 'clip_norm': 1.0}]), {0, 1}),   # norms are taken at every step
     (lambda ps: NAdam(ps), set()),                  # step scalars come from each parameter's state
     (lambda ps: Adam(ps, nonfinite='skip'), {0}),    # a planned step checks the gradients chunk by chunk
     (lambda ps: Adam(ps, nonfinite='raise'), {0}),
@@ -1206,7 +1206,7 @@ def test_a_plan_sees_every_change_and_steps_as_the_full_check_does(name, change,
             if plans:   # the plan is used only if still true
                 work = opt._check_step()
                 used = work is not None and work[0].plan is not None
-                assert used == (name in ('nothing', 'lr changed', 'policy skip, finite gradients'))
+                assert used == (name in ('nothing', 'lr changed', 'clip_norm set', 'policy skip, finite gradients'))
                 if name == 'infinite gradient, policy skip': assert work is None
             opt.step()
             for s in range(3, 5): set_grads(opt.param_groups[0]['params'], seed=s); opt.step()   # and a plan made after the change
@@ -1282,7 +1282,8 @@ def test_a_planned_step_finds_a_non_finite_gradient_wherever_it_is(policy, monke
                 assert (f'position {k} of' in outcomes[0]) if policy == 'raise' else outcomes[0] == 1
 
 def test_a_planned_step_is_bit_identical_to_the_full_check_for_real_optimizers():
-    for make in (lambda ps: SGD(ps, lr=0.1, momentum=0.9, dampening=0, nesterov=True), lambda ps: Adam(ps, lr=0.01, amsgrad=True)):
+    for make in (lambda ps: SGD(ps, lr=0.1, momentum=0.9, dampening=0, nesterov=True), lambda ps: Adam(ps, lr=0.01, amsgrad=True),
+                 lambda ps: Adam(ps, lr=0.01, clip_norm=6.4)):   # norms about 110, and 4.7 to 6.8: some steps rescale the small ones
         finals = []
         for plans in (True, False):
             ps = params((300, 40), (40,), (7, 3, 2), dtype=np.float32)

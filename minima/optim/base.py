@@ -136,8 +136,8 @@ def split_names(items, where:str): # -> (list of Parameters, list of names or No
         names = None
     return params, names
 
-# %% ../../nbs/04a_optim_base.ipynb #770463ca
-import os, weakref
+# %% ../../nbs/04a_optim_base.ipynb #9de31b27
+import bisect, os, weakref
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
@@ -250,7 +250,7 @@ class FlatLayout:
             views[name] = self.arrays[name][self.start[p]:self.start[p] + views['param'].size].reshape(shape)
         return views[name]
 
-# %% ../../nbs/04a_optim_base.ipynb #03f76a27
+# %% ../../nbs/04a_optim_base.ipynb #6bcb1f5e
 def chunk_tasks(grads:list, # C-contiguous gradients of parameters stored one after the other
                 length:int, # values per chunk
                )->list: # (start, stop, pieces): values start:stop of the run and, in order, the gradient values that belong there
@@ -274,22 +274,34 @@ def run_update_flat(update, # the algorithm's pure in-place update function
                     grads:list, # their gradients, C-contiguous, of param's dtype, read only
                     buffers:dict, # name -> flat state array laid out like `param`, updated in place
                     scratch, # `scratch(slot)`: a flat array of at least CHUNK_SIZE values of param's dtype for thread `slot`
+                    clipped:list=(), # (offset in the run, size, (clip_norm, norm)) of each gradient to rescale, in order
                     **hyper): # step, hyperparameters and step scalars shared by the whole run
-    "Call `update` on each chunk of the run, with the chunk's gradient values gathered into `scratch(slot)` when they come from several gradients."
+    "Call `update` on each chunk of the run, with the chunk's gradient values gathered into `scratch(slot)` when they come from several gradients or are rescaled."
+    ends = [offset + size for offset, size, _ in clipped]
     def run(slot, task):
         start, stop, _ = task
-        update(param[start:stop], gathered(task, scratch, slot), {name: b[start:stop] for name, b in buffers.items()}, **hyper)
+        here = ()
+        if clipped:
+            first = bisect.bisect_right(ends, start)   # the first rescaled gradient that ends after the chunk starts
+            last = bisect.bisect_left(ends, stop, lo=first)   # the first that ends at or after the chunk's end
+            here = [c for c in clipped[first:last + 1] if c[0] < stop]
+        update(param[start:stop], gathered(task, scratch, slot, here), {name: b[start:stop] for name, b in buffers.items()}, **hyper)
     length, parallel = chunking(param.size)
     _share(run, chunk_tasks(grads, length), parallel=parallel)
 
 def gathered(task:tuple, # (start, stop, pieces) from `chunk_tasks`
-             scratch, # `scratch(slot)`: a flat array of at least CHUNK_SIZE values, called only when there are several pieces
+             scratch, # `scratch(slot)`: a flat array of at least CHUNK_SIZE values, called only when needed
              slot:int, # the thread's slot
+             clipped:list=(), # (offset in the run, size, (clip_norm, norm)) of the gradients to rescale that meet the chunk
             )->np.ndarray: # the chunk's gradient values, flat
-    "A chunk's gradient values as one flat array: its one piece itself, or its pieces copied one after the other into `scratch(slot)`."
+    "A chunk's gradient values as one flat array: its one piece itself, or its pieces copied one after the other into `scratch(slot)` and the clipped ones rescaled there."
     start, stop, pieces = task
-    if len(pieces) == 1: return pieces[0].reshape(-1)
-    return np.concatenate(pieces, axis=None, out=scratch(slot)[:stop - start], casting='no')
+    if len(pieces) == 1 and not clipped: return pieces[0].reshape(-1)
+    g = np.concatenate(pieces, axis=None, out=scratch(slot)[:stop - start], casting='no')
+    for offset, size, clip in clipped:
+        part = g[max(offset, start) - start:min(offset + size, stop) - start]
+        _clipped(part, clip, out=part)   # the operations, so the bits, of rescaling the whole gradient
+    return g
 
 # %% ../../nbs/04a_optim_base.ipynb #2060bb8f
 class NonFiniteGradientError(FloatingPointError, RuntimeError):
@@ -427,7 +439,7 @@ def patch_to(cls):
         return f
     return attach
 
-# %% ../../nbs/04a_optim_base.ipynb #9f35e888
+# %% ../../nbs/04a_optim_base.ipynb #cf4d96f1
 def _gradient_error(where, label, g, data):
     "The error for a gradient that is not an array of its parameter's shape and dtype."
     if not isinstance(g, np.ndarray):
@@ -435,6 +447,10 @@ def _gradient_error(where, label, g, data):
     if g.shape != data.shape:
         return ValueError(f'{where}: the gradient of {label} has shape {g.shape} but the parameter has shape {data.shape}; nothing was changed')
     return TypeError(f'{where}: the gradient of {label} has dtype {g.dtype} but the parameter has dtype {data.dtype}; nothing was changed')
+
+def _clip(g, clip_norm):
+    "`(clip_norm, ‖g‖)` when the gradient's L2 norm is above `clip_norm` (it is then rescaled to it), else None."
+    return (clip_norm, norm) if (norm := np.linalg.norm(g)) > clip_norm else None
 
 def _nonfinite_error(where, label):
     "The error for a non-finite gradient under nonfinite='raise'."
@@ -465,7 +481,7 @@ def _check_params(self):
             raise ValueError(f"{name}: param group {i} has {len(params)} params but {len(group['param_names'])} param_names")
     self._checked_params = [list(g['params']) for g in self.param_groups]
 
-# %% ../../nbs/04a_optim_base.ipynb #43236190
+# %% ../../nbs/04a_optim_base.ipynb #06cdfafd
 from dataclasses import dataclass, field
 
 @dataclass
@@ -475,9 +491,9 @@ class GroupWork:
     buffers:tuple   # names of the state buffers its settings need
     hyper:dict      # its checked hyperparameters, passed to the update function
     items:list = field(default_factory=list) # (param, grad, clip, its FlatLayout or None, whether its buffers are all in place) per parameter with a gradient
-    plannable:bool = False # whether the settings allow a StepPlan (no clip_norm, no step scalars)
     plan:object = None     # the group's StepPlan, when the group is as the last step left it (`items` is then empty)
     grads:list = None      # with `plan`: the gradients, in the group's order
+    clips:list = None      # with `plan` and `clip_norm`: per gradient, None or (clip_norm, its norm)
     layout:object = None   # set in phase 3 when every parameter with a gradient went through this FlatLayout with one step count
 
 @patch_to(Optimizer)
@@ -485,7 +501,7 @@ def _has_step_scalars(self) -> bool:
     "Whether this optimizer overrides `step_scalars` (values computed from each parameter's state)."
     return type(self).step_scalars is not Optimizer.step_scalars
 
-# %% ../../nbs/04a_optim_base.ipynb #8dda45ee
+# %% ../../nbs/04a_optim_base.ipynb #3bce4bb4
 @patch_to(Optimizer)
 def _check_step(self) -> list|None:
     "Phase 1 of a step: check everything, write nothing. Returns a `GroupWork` per param group, or None when the step is skipped."
@@ -496,14 +512,15 @@ def _check_step(self) -> list|None:
     for i, group in enumerate(self.param_groups):
         values = check_group(name, self._specs(), self.rules, group, f'param group {i}')
         buffers, policy, clip_norm = self.state_buffers(group), values['nonfinite'], values['clip_norm']
-        w = GroupWork(group, buffers, {k: values[k] for k in self.hyperparameters}, plannable=plannable and clip_norm is None)
+        w = GroupWork(group, buffers, {k: values[k] for k in self.hyperparameters})
         work.append(w)
-        if w.plannable and (plan := self._plans.get(i)) is not None and (grads := plan.grads(group, buffers, states)) is not None:
+        if plannable and (plan := self._plans.get(i)) is not None and (grads := plan.grads(group, buffers, states)) is not None:
             if policy != 'apply' and not plan.finite(grads, self._scratch(plan.layout.dtype)):
                 if policy == 'raise':
                     j = next(j for j, g in enumerate(grads) if not all_finite(g))   # the first, as the check below finds it
                     raise _nonfinite_error(f'{name}.step', _label(group, i, j))
                 skip = True
+            if clip_norm is not None: w.clips = [_clip(g, clip_norm) for g in grads]
             w.plan, w.grads = plan, grads   # the group is as the last step left it: every check below would pass
             continue
         for j, p in enumerate(group['params']):
@@ -527,12 +544,11 @@ def _check_step(self) -> list|None:
             if policy != 'apply' and not all_finite(g):
                 if policy == 'raise': raise _nonfinite_error(f'{name}.step', _label(group, i, j))
                 skip = True
-            clip = None
-            if clip_norm is not None and (norm := np.linalg.norm(g)) > clip_norm: clip = (clip_norm, norm)
+            clip = None if clip_norm is None else _clip(g, clip_norm)
             w.items.append((p, g, clip, None if views is None else layout, adopted))
     return None if skip else work
 
-# %% ../../nbs/04a_optim_base.ipynb #c28402f3
+# %% ../../nbs/04a_optim_base.ipynb #3ff5b353
 @patch_to(Optimizer)
 def step(self, closure=None): # optional function that recomputes the loss (called with gradients enabled)
     "Update every parameter that has a gradient; return `closure()`'s loss if a closure is given."
@@ -555,16 +571,16 @@ def step(self, closure=None): # optional function that recomputes the loss (call
         for p, b, array in created: states[p][b] = array
         scalars = self._has_step_scalars()   # skip the call when not overridden
         for w in work:
-            if w.plan is not None: runs = w.plan.runs(w.grads)
+            if w.plan is not None: runs = w.plan.runs(w.grads, w.clips)
             else:
                 places, whole = {}, True   # places: (layout, step, step scalars) -> [(start, size, grad)] of the parameters that share a call
                 for p, g, clip, layout, adopted in w.items:
                     state = states[p]
                     t = state['step'] + 1
                     extra = self.step_scalars(w.group, state, t) if scalars else {}
-                    if layout is not None and clip is None and g.flags.c_contiguous:
+                    if layout is not None and g.flags.c_contiguous:
                         if not adopted: layout.adopt(p, state, w.buffers)
-                        places.setdefault((layout, t, tuple(extra.items()) if extra else ()), []).append((layout.start[p], g.size, g))
+                        places.setdefault((layout, t, tuple(extra.items()) if extra else ()), []).append((layout.start[p], g.size, g, clip))
                     else:
                         run_update_in_chunks(self.update, p.data, g, {b: state[b] for b in w.buffers}, clip, step=t, **w.hyper, **extra)
                         whole = False
@@ -572,15 +588,15 @@ def step(self, closure=None): # optional function that recomputes the loss (call
                 if whole and len(runs) == 1: w.layout = next(iter(runs))[0]
             for (layout, t, extra), cuts in runs.items():
                 arrays = layout.arrays
-                for start, stop, grads in cuts:
+                for start, stop, grads, clipped in cuts:
                     run_update_flat(self.update, arrays['param'][start:stop], grads, {b: arrays[b][start:stop] for b in w.buffers},
-                                    self._scratch(layout.dtype), step=t, **w.hyper, **dict(extra))
+                                    self._scratch(layout.dtype), clipped, step=t, **w.hyper, **dict(extra))
         for w in work:
             for state in w.plan.states if w.plan is not None else [states[p] for p, *_ in w.items]: state['step'] += 1
         self._make_plans(work)
     return loss
 
-# %% ../../nbs/04a_optim_base.ipynb #4138eb0d
+# %% ../../nbs/04a_optim_base.ipynb #0ff0f218
 @patch_to(FlatLayout)
 def adopt(self, p, # a Parameter of this layout
           state:dict, # its state, whose buffers `names` are moved into the flat arrays if they are elsewhere
@@ -592,14 +608,15 @@ def adopt(self, p, # a Parameter of this layout
             view = self.view(name, p)
             np.copyto(view, state[name]); state[name] = view
 
-def consecutive_runs(places:list, # (start, size, grad) of parameters in one flat layout, in layout order
-                    )->list: # [start, stop, grads] of each run of consecutive places
-    "Merge parameters whose places follow one another into runs."
+def consecutive_runs(places:list, # (start, size, grad, clip) of parameters in one flat layout, in layout order
+                    )->list: # [start, stop, grads, clipped] of each run of consecutive places
+    "Merge parameters whose places follow one another into runs; `clipped` lists (offset in the run, size, clip) of those with a clip."
     runs = []
-    for start, size, g in places:
-        if runs and runs[-1][1] == start:
-            runs[-1][1] += size; runs[-1][2].append(g)
-        else: runs.append([start, start + size, [g]])
+    for start, size, g, clip in places:
+        if not (runs and runs[-1][1] == start): runs.append([start, start, [], []])
+        run = runs[-1]
+        if clip is not None: run[3].append((start - run[0], size, clip))
+        run[1] += size; run[2].append(g)
     return runs
 
 @patch_to(Optimizer)
@@ -612,7 +629,7 @@ def _scratch(self, dtype):
         return self._scratch_arrays[key]
     return scratch
 
-# %% ../../nbs/04a_optim_base.ipynb #397bb52c
+# %% ../../nbs/04a_optim_base.ipynb #25f8b287
 import operator
 from itertools import repeat
 
@@ -624,8 +641,9 @@ class StepPlan:
         self.views = [layout.views[p]['param'] for p in params]
         self.shapes = [v.shape for v in self.views]
         self.buffer_views = [[layout.views[p][b] for p in params] for b in buffers]
-        places = [(layout.start[p], v.size, j) for j, (p, v) in enumerate(zip(params, self.views))]
-        self.cuts = [(start, stop, js[0], js[-1] + 1) for start, stop, js in consecutive_runs(places)]
+        self.places = [(layout.start[p], v.size) for p, v in zip(params, self.views)]
+        self.cuts = [(start, stop, js[0], js[-1] + 1) for start, stop, js, _ in
+                     consecutive_runs([(start, size, j, None) for j, (start, size) in enumerate(self.places)])]
 
     def grads(self, group:dict, buffers:tuple, states:dict) -> list|None:
         "The group's gradients if phase 1 would find everything as planned, else None."
@@ -651,10 +669,13 @@ class StepPlan:
             _share(check, chunk_tasks(grads[j:k], length), parallel)
         return not found
 
-    def runs(self, grads:list) -> dict:
-        "The step's runs as `step` calls them: {(layout, step, ()): [(start, stop, grads)]}."
+    def runs(self, grads:list, clips:list|None) -> dict:
+        "The step's runs as `step` calls them: {(layout, step, ()): [(start, stop, grads, clipped)]}."
         t = self.states[0]['step'] + 1
-        return {(self.layout, t, ()): [(start, stop, grads[j:k]) for start, stop, j, k in self.cuts]}
+        def clipped(start, j, k):
+            if clips is None: return []
+            return [(self.places[i][0] - start, self.places[i][1], clips[i]) for i in range(j, k) if clips[i] is not None]
+        return {(self.layout, t, ()): [(start, stop, grads[j:k], clipped(start, j, k)) for start, stop, j, k in self.cuts]}
 
 @patch_to(Optimizer)
 def _make_plans(self, work:list):
@@ -664,7 +685,7 @@ def _make_plans(self, work:list):
         if w.plan is not None: continue   # its plan still holds
         self._plans.pop(i, None)
         params = w.group['params']
-        if not w.plannable or w.layout is None or len(w.items) != len(params): continue
+        if self._has_step_scalars() or w.layout is None or len(w.items) != len(params): continue
         states = [self.state[p] for p in params]
         if all(type(s) is dict for s in states): self._plans[i] = StepPlan(w.group, w.buffers, states, w.layout)
 
