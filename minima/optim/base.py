@@ -548,7 +548,7 @@ def _check_step(self) -> list|None:
             w.items.append((p, g, clip, None if views is None else layout, adopted))
     return None if skip else work
 
-# %% ../../nbs/04a_optim_base.ipynb #3ff5b353
+# %% ../../nbs/04a_optim_base.ipynb #bdd6d725
 @patch_to(Optimizer)
 def step(self, closure=None): # optional function that recomputes the loss (called with gradients enabled)
     "Update every parameter that has a gradient; return `closure()`'s loss if a closure is given."
@@ -573,7 +573,7 @@ def step(self, closure=None): # optional function that recomputes the loss (call
         for w in work:
             if w.plan is not None: runs = w.plan.runs(w.grads, w.clips)
             else:
-                places, whole = {}, True   # places: (layout, step, step scalars) -> [(start, size, grad)] of the parameters that share a call
+                places, whole = {}, True   # places: (layout, step, step scalars) -> [(start, size, grad, clip)] of the parameters that share a call
                 for p, g, clip, layout, adopted in w.items:
                     state = states[p]
                     t = state['step'] + 1
