@@ -11,7 +11,7 @@ from ..nn import Parameter
 
 # %% auto #0
 __all__ = ['CHUNK_SIZE', 'PARALLEL_SIZE', 'Real', 'Flag', 'Choice', 'Optional', 'Pair', 'Rule', 'check_group', 'split_names',
-           'chunking', 'run_update_in_chunks', 'FlatLayout', 'chunk_tasks', 'run_update_flat', 'gathered',
+           'chunking', 'chunk_tasks', 'run_update_flat', 'gathered', 'run_update_in_chunks', 'FlatLayout',
            'NonFiniteGradientError', 'all_finite', 'Optimizer', 'GroupWork', 'consecutive_runs', 'StepPlan',
            'clip_grad_norm_', 'clip_grad_value_', 'default_no_decay', 'param_groups_weight_decay']
 
@@ -136,7 +136,7 @@ def split_names(items, where:str): # -> (list of Parameters, list of names or No
         names = None
     return params, names
 
-# %% ../../nbs/04a_optim_base.ipynb #9de31b27
+# %% ../../nbs/04a_optim_base.ipynb #319de089
 import bisect, os, weakref
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -190,66 +190,6 @@ def _share(work, # `work(slot, task)`: slot 0 on this thread, 1 on the second
         raise
     done.result()
 
-def run_update_in_chunks(update, # the algorithm's pure in-place update function
-                         param:np.ndarray, # the parameter's array, updated in place
-                         grad:np.ndarray, # its gradient, read only
-                         buffers:dict, # name -> state buffer, updated in place
-                         clip=None, # None, or (clip_norm, gradient norm) to rescale the gradient
-                         **hyper): # step and hyperparameters, passed on to `update`
-    "Call `update` on cache-sized chunks of flat views of param, grad and buffers (whole arrays if not contiguous)."
-    n = param.size
-    length, parallel = chunking(n)
-    if length >= n or not all(a.flags.c_contiguous for a in (param, grad, *buffers.values())):
-        return update(param, _clipped(grad, clip), buffers, **hyper)
-    p, g = param.reshape(-1), grad.reshape(-1)
-    flat = {name: b.reshape(-1) for name, b in buffers.items()}
-    scratch = {}   # slot -> a chunk for the clipped gradient, one per thread
-    def run(slot, start):
-        s = slice(start, min(start + length, n))
-        if clip is None: g_chunk = g[s]
-        else:
-            if slot not in scratch: scratch[slot] = np.empty(length, grad.dtype)
-            g_chunk = _clipped(g[s], clip, scratch[slot][:s.stop - start])
-        update(p[s], g_chunk, {name: b[s] for name, b in flat.items()}, **hyper)
-    _share(run, range(0, n, length), parallel=parallel)
-
-# %% ../../nbs/04a_optim_base.ipynb #2b2f1eba
-def _root(a):
-    "The array that owns the memory of `a` (`a` itself if it owns it)."
-    while isinstance(a.base, np.ndarray): a = a.base
-    return a
-
-_flat_arrays = weakref.WeakValueDictionary()   # id -> every flat parameter array of every FlatLayout alive
-
-def _owner(a):
-    "Who `a`'s memory belongs to, as an id: its root array, or `a` itself if it is a parameter's view of a flat array."
-    root = _root(a)
-    return id(a) if _flat_arrays.get(id(root)) is root else id(root)
-
-class FlatLayout:
-    "Parameters of one dtype, one after the other in a flat array, with each state buffer laid out the same way."
-    def __init__(self, params:list): # Parameters of one dtype with C-contiguous, writeable data; their values are moved in
-        self.dtype = params[0].data.dtype
-        self.start, size = {}, 0   # Parameter -> index of its first value in the flat arrays
-        for p in params: self.start[p] = size; size += p.data.size
-        self.size = size
-        self.arrays = {'param': np.empty(size, self.dtype)}   # 'param' and each buffer name -> flat array
-        _flat_arrays[id(self.arrays['param'])] = self.arrays['param']
-        self.views = {}   # Parameter -> {'param' or buffer name -> its slice of that flat array, in its shape}
-        for p in params:
-            view = self.arrays['param'][self.start[p]:self.start[p] + p.data.size].reshape(p.data.shape)
-            np.copyto(view, p.data)
-            p.data, self.views[p] = view, {'param': view}
-
-    def view(self, name:str, p) -> np.ndarray:
-        "`p`'s slice of flat array `name` in `p`'s shape; a buffer's flat array (zeros) is made on first use."
-        views = self.views[p]
-        if name not in views:
-            if name not in self.arrays: self.arrays[name] = np.zeros(self.size, self.dtype)
-            shape = views['param'].shape
-            views[name] = self.arrays[name][self.start[p]:self.start[p] + views['param'].size].reshape(shape)
-        return views[name]
-
 # %% ../../nbs/04a_optim_base.ipynb #6bcb1f5e
 def chunk_tasks(grads:list, # C-contiguous gradients of parameters stored one after the other
                 length:int, # values per chunk
@@ -302,6 +242,61 @@ def gathered(task:tuple, # (start, stop, pieces) from `chunk_tasks`
         part = g[max(offset, start) - start:min(offset + size, stop) - start]
         _clipped(part, clip, out=part)   # the operations, so the bits, of rescaling the whole gradient
     return g
+
+# %% ../../nbs/04a_optim_base.ipynb #036ece7f
+def run_update_in_chunks(update, # the algorithm's pure in-place update function
+                         param:np.ndarray, # the parameter's array, updated in place
+                         grad:np.ndarray, # its gradient, read only
+                         buffers:dict, # name -> state buffer, updated in place
+                         clip=None, # None, or (clip_norm, gradient norm) to rescale the gradient
+                         **hyper): # step and hyperparameters, passed on to `update`
+    "Call `update` on cache-sized chunks of flat views of param, grad and buffers (whole arrays if not contiguous)."
+    n = param.size
+    if chunking(n)[0] >= n or not all(a.flags.c_contiguous for a in (param, grad, *buffers.values())):
+        return update(param, _clipped(grad, clip), buffers, **hyper)
+    scratch = {}   # slot -> a chunk for the clipped gradient, one per thread
+    def chunk_scratch(slot):
+        if slot not in scratch: scratch[slot] = np.empty(CHUNK_SIZE, grad.dtype)
+        return scratch[slot]
+    run_update_flat(update, param.reshape(-1), [grad], {name: b.reshape(-1) for name, b in buffers.items()},
+                    chunk_scratch, [] if clip is None else [(0, n, clip)], **hyper)
+
+# %% ../../nbs/04a_optim_base.ipynb #2b2f1eba
+def _root(a):
+    "The array that owns the memory of `a` (`a` itself if it owns it)."
+    while isinstance(a.base, np.ndarray): a = a.base
+    return a
+
+_flat_arrays = weakref.WeakValueDictionary()   # id -> every flat parameter array of every FlatLayout alive
+
+def _owner(a):
+    "Who `a`'s memory belongs to, as an id: its root array, or `a` itself if it is a parameter's view of a flat array."
+    root = _root(a)
+    return id(a) if _flat_arrays.get(id(root)) is root else id(root)
+
+class FlatLayout:
+    "Parameters of one dtype, one after the other in a flat array, with each state buffer laid out the same way."
+    def __init__(self, params:list): # Parameters of one dtype with C-contiguous, writeable data; their values are moved in
+        self.dtype = params[0].data.dtype
+        self.start, size = {}, 0   # Parameter -> index of its first value in the flat arrays
+        for p in params: self.start[p] = size; size += p.data.size
+        self.size = size
+        self.arrays = {'param': np.empty(size, self.dtype)}   # 'param' and each buffer name -> flat array
+        _flat_arrays[id(self.arrays['param'])] = self.arrays['param']
+        self.views = {}   # Parameter -> {'param' or buffer name -> its slice of that flat array, in its shape}
+        for p in params:
+            view = self.arrays['param'][self.start[p]:self.start[p] + p.data.size].reshape(p.data.shape)
+            np.copyto(view, p.data)
+            p.data, self.views[p] = view, {'param': view}
+
+    def view(self, name:str, p) -> np.ndarray:
+        "`p`'s slice of flat array `name` in `p`'s shape; a buffer's flat array (zeros) is made on first use."
+        views = self.views[p]
+        if name not in views:
+            if name not in self.arrays: self.arrays[name] = np.zeros(self.size, self.dtype)
+            shape = views['param'].shape
+            views[name] = self.arrays[name][self.start[p]:self.start[p] + views['param'].size].reshape(shape)
+        return views[name]
 
 # %% ../../nbs/04a_optim_base.ipynb #2060bb8f
 class NonFiniteGradientError(FloatingPointError, RuntimeError):
