@@ -159,12 +159,13 @@ def make_steppers(algo:Algorithm, arrays:list, torch_too:bool=True)->tuple:
         except Exception as e: missing[name] = f"{type(e).__name__}: {e}"
     return steppers, missing
 
-# %% ../nbs/06_bench.ipynb #da99b8d3
+# %% ../nbs/06_bench.ipynb #ca502e07
 def time_steps(steppers:dict, # {name: Stepper}
                warmup:int=1,  # untimed steps per contender
                repeats:int=15,# timed steps per contender, interleaved
                max_seconds:float=20, # stop after this long, once 5 rounds are done
-               settle:int=1,  # untimed steps at the start of each turn
+               settle:int=1,  # untimed steps at the start of each turn, at least
+               settle_seconds:float=0.05, # and untimed steps until this long has passed in the turn
               )->dict:
     "Median seconds per step of each contender, timed in interleaved rounds."
     for s in steppers.values():
@@ -175,7 +176,8 @@ def time_steps(steppers:dict, # {name: Stepper}
     try:
         for r in range(repeats):
             for name, s in steppers.items():
-                for _ in range(settle): s.step()
+                t0, settled = time.perf_counter(), 0
+                while settled < settle or time.perf_counter() - t0 < settle_seconds: s.step(); settled += 1
                 t0 = time.perf_counter(); s.step(); times[name].append(time.perf_counter() - t0)
             if r >= 4 and time.perf_counter() - start > max_seconds: break
     finally: gc.enable()
