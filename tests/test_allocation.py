@@ -165,3 +165,27 @@ def test_a_step_after_backward_allocates_no_weight_sized_array():
     weight_bytes = layer.weight.data.nbytes
     peak = peak_during(opt.step)
     assert peak < weight_bytes // 4, f"a step allocated {peak} bytes; the weight has {weight_bytes}"
+
+# settings that use every temporary an update function can borrow: L2 decay and maximize make the
+# gradient a temporary of its own, Nesterov and dampening one each, NAdam, RAdam and Adadelta two more
+LENDING_CASES = CASES + [
+    ('SGD',      dict(lr=0.01, momentum=0.9, dampening=0.1, weight_decay=1e-4, maximize=True), 1),
+    ('SGD',      dict(lr=0.01, momentum=0.9, weight_decay=1e-4),                1),
+    ('Adagrad',  dict(lr=0.01, weight_decay=1e-4, maximize=True),               1),
+    ('RMSprop',  dict(lr=0.01, momentum=0.9, centered=True, weight_decay=1e-4), 3),
+    ('Adadelta', dict(weight_decay=1e-4, maximize=True),                        2),
+    ('Adamax',   dict(weight_decay=1e-4),                                       2),
+    ('NAdam',    dict(weight_decay=1e-4, maximize=True),                        2),
+    ('RAdam',    dict(weight_decay=1e-4),                                       2),
+]
+
+@pytest.mark.parametrize('name,kw,n_state', LENDING_CASES,
+                         ids=[f"{name}-{'-'.join(f'{k}={v}' for k, v in kw.items())}" for name, kw, _ in LENDING_CASES])
+def test_a_step_borrows_its_temporaries(name, kw, n_state):
+    # the optimizer lends each update function chunk-sized arrays for its temporaries, made once:
+    # after the first step, a step over many chunks allocates less than a quarter of one chunk
+    p = make_param(16 * base.CHUNK_SIZE)
+    opt = getattr(optim, name)([p], **kw)
+    for _ in range(6): opt.step()   # past RAdam's first five steps, which skip the adaptive term
+    peak = peak_during(opt.step)
+    assert peak < base.CHUNK_SIZE * 4 // 4, f"{name}{kw}: a step allocated {peak} bytes; a chunk is {base.CHUNK_SIZE * 4}"

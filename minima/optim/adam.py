@@ -6,20 +6,20 @@
 __all__ = ['adam_update', 'adamax_update', 'nadam_momentum', 'nadam_mu_product', 'nadam_update', 'radam_update', 'resolve_betas',
            'Adam', 'AdamW', 'Adamax', 'NAdam', 'RAdam']
 
-# %% ../../nbs/04d_optim_adam.ipynb #611ddb07
+# %% ../../nbs/04d_optim_adam.ipynb #d5be204f
 import numpy as np
-from .sgd import prepare_grad
+from .sgd import prepare_grad, temporary
 
-# %% ../../nbs/04d_optim_adam.ipynb #e604271a
-def _ema(avg, x, weight, scratch):
+# %% ../../nbs/04d_optim_adam.ipynb #a4a6668e
+def _ema(avg, x, weight, temp):
     "avg ← avg + weight·(x − avg), the moving average (1 − weight)·avg + weight·x, in place."
-    np.subtract(x, avg, out=scratch); scratch *= weight; avg += scratch
+    np.subtract(x, avg, out=temp); temp *= weight; avg += temp
 
-def _ema_sq(avg, x, weight, scratch):
+def _ema_sq(avg, x, weight, temp):
     "avg ← (1 − weight)·avg + weight·x², in place."
-    np.multiply(x, x, out=scratch); scratch *= weight; avg *= 1 - weight; avg += scratch
+    np.multiply(x, x, out=temp); temp *= weight; avg *= 1 - weight; avg += temp
 
-# %% ../../nbs/04d_optim_adam.ipynb #2b09fbd0
+# %% ../../nbs/04d_optim_adam.ipynb #7591a17e
 def adam_update(param:np.ndarray, # parameter $\theta$, updated in place
                 grad:np.ndarray, # gradient, not written
                 state:dict, # buffers `exp_avg`, `exp_avg_sq` (and `max_exp_avg_sq` with AMSGrad), zeros before step 1
@@ -32,12 +32,13 @@ def adam_update(param:np.ndarray, # parameter $\theta$, updated in place
                 amsgrad:bool=False, # divide by the running maximum of $v$
                 maximize:bool=False, # ascend instead of descend
                 decoupled_weight_decay:bool=False, # $\theta \leftarrow (1-\gamma\lambda)\theta$ (AdamW) instead of L2
+                temporaries:tuple=None, # flat arrays lent for temporaries (see `temporary`); None: make them
                ):
     "One Adam step on `param` in place."
     b1, b2 = betas
-    g = prepare_grad(param, grad, lr, weight_decay, maximize, decoupled_weight_decay)
+    g = prepare_grad(param, grad, lr, weight_decay, maximize, decoupled_weight_decay, temporaries)
     m, v = state['exp_avg'], state['exp_avg_sq']
-    d = np.empty_like(param)
+    d = temporary(param, temporaries, 1)
     # m ← β₁ m + (1 − β₁) g
     _ema(m, g, 1 - b1, d)
     # v ← β₂ v + (1 − β₂) g²
@@ -52,7 +53,7 @@ def adam_update(param:np.ndarray, # parameter $\theta$, updated in place
     np.divide(m, d, out=d); d *= lr * s / (1 - b1 ** step)
     param -= d
 
-# %% ../../nbs/04d_optim_adam.ipynb #1116134f
+# %% ../../nbs/04d_optim_adam.ipynb #aaffe411
 def adamax_update(param:np.ndarray, # parameter $\theta$, updated in place
                   grad:np.ndarray, # gradient, not written
                   state:dict, # buffers `exp_avg`, `exp_inf`
@@ -64,12 +65,13 @@ def adamax_update(param:np.ndarray, # parameter $\theta$, updated in place
                   weight_decay:float=0.0, # weight decay $\lambda$
                   maximize:bool=False, # ascend instead of descend
                   decoupled_weight_decay:bool=False, # $\theta \leftarrow (1-\gamma\lambda)\theta$ instead of L2
+                  temporaries:tuple=None, # flat arrays lent for temporaries (see `temporary`); None: make them
                  ):
     "One Adamax step on `param` in place."
     b1, b2 = betas
-    g = prepare_grad(param, grad, lr, weight_decay, maximize, decoupled_weight_decay)
+    g = prepare_grad(param, grad, lr, weight_decay, maximize, decoupled_weight_decay, temporaries)
     m, u = state['exp_avg'], state['exp_inf']
-    d = np.empty_like(param)
+    d = temporary(param, temporaries, 1)
     # m ← β₁ m + (1 − β₁) g
     _ema(m, g, 1 - b1, d)
     # u ← max(β₂ u, |g| + ε)
@@ -78,7 +80,7 @@ def adamax_update(param:np.ndarray, # parameter $\theta$, updated in place
     np.divide(m, u, out=d); d *= lr / (1 - b1 ** step)
     param -= d
 
-# %% ../../nbs/04d_optim_adam.ipynb #17b86e34
+# %% ../../nbs/04d_optim_adam.ipynb #3b7c2ca9
 def nadam_momentum(step:int, # step $t$
                    beta1:float, # $\beta_1$
                    momentum_decay:float, # $\psi$
@@ -109,6 +111,7 @@ def nadam_update(param:np.ndarray, # parameter $\theta$, updated in place
                  maximize:bool=False, # ascend instead of descend
                  decoupled_weight_decay:bool=False, # $\theta \leftarrow (1-\gamma\lambda)\theta$ instead of L2
                  mu_product:float=None, # $\Pi_t$, this step included; None: kept in `state['mu_product']`
+                 temporaries:tuple=None, # flat arrays lent for temporaries (see `temporary`); None: make them
                 ):
     "One NAdam step on `param` in place."
     b1, b2 = betas
@@ -116,20 +119,20 @@ def nadam_update(param:np.ndarray, # parameter $\theta$, updated in place
     mu, mu_next = nadam_momentum(step, b1, momentum_decay), nadam_momentum(step + 1, b1, momentum_decay)
     # Π_t = Π_{t−1} μ_t, Π_0 = 1
     if mu_product is None: mu_product = nadam_mu_product(state, step, b1, momentum_decay)
-    g = prepare_grad(param, grad, lr, weight_decay, maximize, decoupled_weight_decay)
+    g = prepare_grad(param, grad, lr, weight_decay, maximize, decoupled_weight_decay, temporaries)
     m, v = state['exp_avg'], state['exp_avg_sq']
-    d = np.empty_like(param)
+    d = temporary(param, temporaries, 1)
     # m ← β₁ m + (1 − β₁) g ;  v ← β₂ v + (1 − β₂) g²
     _ema(m, g, 1 - b1, d)
     _ema_sq(v, g, 1 - b2, d)
     # d = √(v / (1 − β₂ᵗ)) + ε
     np.divide(v, 1 - b2 ** step, out=d); np.sqrt(d, out=d); d += eps
     # θ ← θ − γ (1 − μ_t) / (1 − Π_t) · g / d
-    e = np.divide(g, d, out=np.empty_like(param)); e *= lr * (1 - mu) / (1 - mu_product); param -= e
+    e = np.divide(g, d, out=temporary(param, temporaries, 2)); e *= lr * (1 - mu) / (1 - mu_product); param -= e
     # θ ← θ − γ μ_{t+1} / (1 − Π_t μ_{t+1}) · m / d
     np.divide(m, d, out=e); e *= lr * mu_next / (1 - mu_product * mu_next); param -= e
 
-# %% ../../nbs/04d_optim_adam.ipynb #8b943e9e
+# %% ../../nbs/04d_optim_adam.ipynb #b07459e6
 def radam_update(param:np.ndarray, # parameter $\theta$, updated in place
                  grad:np.ndarray, # gradient, not written
                  state:dict, # buffers `exp_avg`, `exp_avg_sq`
@@ -141,12 +144,13 @@ def radam_update(param:np.ndarray, # parameter $\theta$, updated in place
                  weight_decay:float=0.0, # weight decay $\lambda$
                  maximize:bool=False, # ascend instead of descend
                  decoupled_weight_decay:bool=False, # $\theta \leftarrow (1-\gamma\lambda)\theta$ instead of L2
+                 temporaries:tuple=None, # flat arrays lent for temporaries (see `temporary`); None: make them
                 ):
     "One RAdam step on `param` in place."
     b1, b2 = betas
-    g = prepare_grad(param, grad, lr, weight_decay, maximize, decoupled_weight_decay)
+    g = prepare_grad(param, grad, lr, weight_decay, maximize, decoupled_weight_decay, temporaries)
     m, v = state['exp_avg'], state['exp_avg_sq']
-    d = np.empty_like(param)
+    d = temporary(param, temporaries, 1)
     # m ← β₁ m + (1 − β₁) g ;  v ← β₂ v + (1 − β₂) g²
     _ema(m, g, 1 - b1, d)
     _ema_sq(v, g, 1 - b2, d)
@@ -155,7 +159,7 @@ def radam_update(param:np.ndarray, # parameter $\theta$, updated in place
     rho_inf = 2 / (1 - b2) - 1
     rho_t = rho_inf - 2 * step * b2 ** step / bc2
     # e = γ m̂
-    e = np.divide(m, bc1, out=np.empty_like(param)); e *= lr
+    e = np.divide(m, bc1, out=temporary(param, temporaries, 2)); e *= lr
     if rho_t > 5:
         # r_t = √((ρ_t − 4)(ρ_t − 2) ρ_∞ / ((ρ_∞ − 4)(ρ_∞ − 2) ρ_t))
         r = ((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)) ** 0.5

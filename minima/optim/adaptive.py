@@ -6,11 +6,11 @@
 __all__ = ['adagrad_update', 'rmsprop_update', 'adadelta_update', 'Adagrad', 'AdaGrad', 'RMSprop', 'rmsprop_rho_update',
            'RMSProp', 'Adadelta']
 
-# %% ../../nbs/04c_optim_adaptive.ipynb #611ddb07
+# %% ../../nbs/04c_optim_adaptive.ipynb #d5be204f
 import numpy as np
-from .sgd import prepare_grad
+from .sgd import prepare_grad, temporary
 
-# %% ../../nbs/04c_optim_adaptive.ipynb #0873fa5c
+# %% ../../nbs/04c_optim_adaptive.ipynb #5afbdc81
 def adagrad_update(param:np.ndarray, # parameter $\theta$, updated in place
                    grad:np.ndarray, # gradient, not written
                    state:dict, # buffer `sum`; set to `initial_accumulator_value` on the first step
@@ -24,16 +24,17 @@ def adagrad_update(param:np.ndarray, # parameter $\theta$, updated in place
                    eps_inside_sqrt:bool=False, # $\sqrt{s+\epsilon}$ instead of $\sqrt{s}+\epsilon$
                    maximize:bool=False, # ascend instead of descend
                    decoupled_weight_decay:bool=False, # $\theta \leftarrow (1-\gamma\lambda)\theta$ instead of L2
+                   temporaries:tuple=None, # flat arrays lent for temporaries (see `temporary`); None: make them
                   ):
     "One AdaGrad step on `param` in place."
-    g = prepare_grad(param, grad, lr, weight_decay, maximize, decoupled_weight_decay)
+    g = prepare_grad(param, grad, lr, weight_decay, maximize, decoupled_weight_decay, temporaries)
     s = state['sum']
     # s₀ = s_init
     if step == 1: s.fill(initial_accumulator_value)
     # γ_t = γ / (1 + (t − 1) δ)
     clr = lr / (1 + (step - 1) * lr_decay)
     # s ← s + g²
-    d = np.multiply(g, g, out=np.empty_like(param))
+    d = np.multiply(g, g, out=temporary(param, temporaries, 1))
     s += d
     # d = √(s + ε)  or  √s + ε
     if eps_inside_sqrt: np.sqrt(np.add(s, eps, out=d), out=d)
@@ -43,7 +44,7 @@ def adagrad_update(param:np.ndarray, # parameter $\theta$, updated in place
     d *= clr
     param -= d
 
-# %% ../../nbs/04c_optim_adaptive.ipynb #4a93d6c4
+# %% ../../nbs/04c_optim_adaptive.ipynb #210856ba
 def rmsprop_update(param:np.ndarray, # parameter $\theta$, updated in place
                    grad:np.ndarray, # gradient, not written
                    state:dict, # buffers `square_avg`, plus `grad_avg` if centered, `momentum_buffer` if momentum > 0
@@ -58,12 +59,13 @@ def rmsprop_update(param:np.ndarray, # parameter $\theta$, updated in place
                    eps_inside_sqrt:bool=False, # $\sqrt{v+\epsilon}$ instead of $\sqrt{v}+\epsilon$
                    maximize:bool=False, # ascend instead of descend
                    decoupled_weight_decay:bool=False, # $\theta \leftarrow (1-\gamma\lambda)\theta$ instead of L2
+                   temporaries:tuple=None, # flat arrays lent for temporaries (see `temporary`); None: make them
                   ):
     "One RMSProp step on `param` in place."
-    g = prepare_grad(param, grad, lr, weight_decay, maximize, decoupled_weight_decay)
+    g = prepare_grad(param, grad, lr, weight_decay, maximize, decoupled_weight_decay, temporaries)
     v = state['square_avg']
     # v ← α v + (1 − α) g²
-    d = np.multiply(g, g, out=np.empty_like(param))
+    d = np.multiply(g, g, out=temporary(param, temporaries, 1))
     d *= 1 - alpha
     v *= alpha
     v += d
@@ -88,7 +90,7 @@ def rmsprop_update(param:np.ndarray, # parameter $\theta$, updated in place
     # θ ← θ − γ b  or  θ − γ g / d
     param -= d
 
-# %% ../../nbs/04c_optim_adaptive.ipynb #dfa1d9e6
+# %% ../../nbs/04c_optim_adaptive.ipynb #a0ed99dc
 def adadelta_update(param:np.ndarray, # parameter $\theta$, updated in place
                     grad:np.ndarray, # gradient, not written
                     state:dict, # buffers `square_avg` and `acc_delta`
@@ -100,15 +102,16 @@ def adadelta_update(param:np.ndarray, # parameter $\theta$, updated in place
                     weight_decay:float=0.0, # weight decay $\lambda$
                     maximize:bool=False, # ascend instead of descend
                     decoupled_weight_decay:bool=False, # $\theta \leftarrow (1-\gamma\lambda)\theta$ instead of L2
+                    temporaries:tuple=None, # flat arrays lent for temporaries (see `temporary`); None: make them
                    ):
     "One Adadelta step on `param` in place."
-    g = prepare_grad(param, grad, lr, weight_decay, maximize, decoupled_weight_decay)
+    g = prepare_grad(param, grad, lr, weight_decay, maximize, decoupled_weight_decay, temporaries)
     v, u = state['square_avg'], state['acc_delta']
     # v ← ρ v + (1 − ρ) g²
-    d = np.multiply(g, g, out=np.empty_like(param)); d *= 1 - rho; v *= rho; v += d
+    d = np.multiply(g, g, out=temporary(param, temporaries, 1)); d *= 1 - rho; v *= rho; v += d
     # Δ = √(u + ε) / √(v + ε) · g
     np.sqrt(np.add(v, eps, out=d), out=d)
-    delta = np.add(u, eps, out=np.empty_like(param)); np.sqrt(delta, out=delta); delta /= d; delta *= g
+    delta = np.add(u, eps, out=temporary(param, temporaries, 2)); np.sqrt(delta, out=delta); delta /= d; delta *= g
     # u ← ρ u + (1 − ρ) Δ²
     np.multiply(delta, delta, out=d); d *= 1 - rho; u *= rho; u += d
     # θ ← θ − γ Δ

@@ -10,10 +10,11 @@ from ..autograd import Tensor, no_grad, enable_grad
 from ..nn import Parameter
 
 # %% auto #0
-__all__ = ['CHUNK_SIZE', 'PARALLEL_SIZE', 'Real', 'Flag', 'Choice', 'Optional', 'Pair', 'Rule', 'check_group', 'split_names',
-           'chunking', 'chunk_tasks', 'run_update_flat', 'gathered', 'run_update_in_chunks', 'FlatLayout',
-           'NonFiniteGradientError', 'all_finite', 'Optimizer', 'GroupWork', 'consecutive_runs', 'StepPlan',
-           'clip_grad_norm_', 'clip_grad_value_', 'default_no_decay', 'param_groups_weight_decay']
+__all__ = ['CHUNK_SIZE', 'PARALLEL_SIZE', 'TEMPORARIES', 'Real', 'Flag', 'Choice', 'Optional', 'Pair', 'Rule', 'check_group',
+           'split_names', 'chunking', 'chunk_tasks', 'takes_temporaries', 'lend', 'run_update_flat', 'gathered',
+           'run_update_in_chunks', 'FlatLayout', 'NonFiniteGradientError', 'all_finite', 'Optimizer', 'GroupWork',
+           'consecutive_runs', 'StepPlan', 'clip_grad_norm_', 'clip_grad_value_', 'default_no_decay',
+           'param_groups_weight_decay']
 
 # %% ../../nbs/04a_optim_base.ipynb #4b40780e
 def _is_real(value):
@@ -136,8 +137,8 @@ def split_names(items, where:str): # -> (list of Parameters, list of names or No
         names = None
     return params, names
 
-# %% ../../nbs/04a_optim_base.ipynb #319de089
-import bisect, os, weakref
+# %% ../../nbs/04a_optim_base.ipynb #7727d3db
+import bisect, functools, inspect, os, weakref
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
@@ -190,7 +191,7 @@ def _share(work, # `work(slot, task)`: slot 0 on this thread, 1 on the second
         raise
     done.result()
 
-# %% ../../nbs/04a_optim_base.ipynb #6bcb1f5e
+# %% ../../nbs/04a_optim_base.ipynb #25925678
 def chunk_tasks(grads:list, # C-contiguous gradients of parameters stored one after the other
                 length:int, # values per chunk
                )->list: # (start, stop, pieces): values start:stop of the run and, in order, the gradient values that belong there
@@ -209,15 +210,26 @@ def chunk_tasks(grads:list, # C-contiguous gradients of parameters stored one af
     if pieces: tasks.append((start, start + filled, pieces))
     return tasks
 
+@functools.cache
+def takes_temporaries(update)->bool:
+    "Whether `update` accepts the argument `temporaries` (every minima update function does; one written elsewhere may not)."
+    return 'temporaries' in inspect.signature(update).parameters
+
+def lend(update, temporaries, slot:int)->dict:
+    "The keyword arguments that lend thread `slot`'s temporaries to `update`: none if it takes none or there are none."
+    return {'temporaries': temporaries(slot)} if temporaries is not None and takes_temporaries(update) else {}
+
 def run_update_flat(update, # the algorithm's pure in-place update function
                     param:np.ndarray, # flat array of a run of parameters, one after the other, updated in place
                     grads:list, # their gradients, C-contiguous, of param's dtype, read only
                     buffers:dict, # name -> flat state array laid out like `param`, updated in place
                     scratch, # `scratch(slot)`: a flat array of at least CHUNK_SIZE values of param's dtype for thread `slot`
                     clipped:list=(), # (offset in the run, size, (clip_norm, norm)) of each gradient to rescale, in order
+                    temporaries=None, # `temporaries(slot)`: flat arrays of CHUNK_SIZE values lent to `update` for its temporaries; None: it makes its own
                     **hyper): # step, hyperparameters and step scalars shared by the whole run
     "Call `update` on each chunk of the run, with the chunk's gradient values gathered into `scratch(slot)` when they come from several gradients or are rescaled."
     ends = [offset + size for offset, size, _ in clipped]
+    lent = [lend(update, temporaries, slot) for slot in (0, 1)]
     def run(slot, task):
         start, stop, _ = task
         here = ()
@@ -225,7 +237,7 @@ def run_update_flat(update, # the algorithm's pure in-place update function
             first = bisect.bisect_right(ends, start)   # the first rescaled gradient that ends after the chunk starts
             last = bisect.bisect_left(ends, stop, lo=first)   # the first that ends at or after the chunk's end
             here = [c for c in clipped[first:last + 1] if c[0] < stop]
-        update(param[start:stop], gathered(task, scratch, slot, here), {name: b[start:stop] for name, b in buffers.items()}, **hyper)
+        update(param[start:stop], gathered(task, scratch, slot, here), {name: b[start:stop] for name, b in buffers.items()}, **lent[slot], **hyper)
     length, parallel = chunking(param.size)
     _share(run, chunk_tasks(grads, length), parallel=parallel)
 
@@ -243,23 +255,24 @@ def gathered(task:tuple, # (start, stop, pieces) from `chunk_tasks`
         _clipped(part, clip, out=part)   # the operations, so the bits, of rescaling the whole gradient
     return g
 
-# %% ../../nbs/04a_optim_base.ipynb #036ece7f
+# %% ../../nbs/04a_optim_base.ipynb #8e779e77
 def run_update_in_chunks(update, # the algorithm's pure in-place update function
                          param:np.ndarray, # the parameter's array, updated in place
                          grad:np.ndarray, # its gradient, read only
                          buffers:dict, # name -> state buffer, updated in place
                          clip=None, # None, or (clip_norm, gradient norm) to rescale the gradient
+                         temporaries=None, # `temporaries(slot)`, as for `run_update_flat`
                          **hyper): # step and hyperparameters, passed on to `update`
     "Call `update` on cache-sized chunks of flat views of param, grad and buffers (whole arrays if not contiguous)."
     n = param.size
     if chunking(n)[0] >= n or not all(a.flags.c_contiguous for a in (param, grad, *buffers.values())):
-        return update(param, _clipped(grad, clip), buffers, **hyper)
+        return update(param, _clipped(grad, clip), buffers, **lend(update, temporaries, 0), **hyper)
     scratch = {}   # slot -> a chunk for the clipped gradient, one per thread
     def chunk_scratch(slot):
         if slot not in scratch: scratch[slot] = np.empty(CHUNK_SIZE, grad.dtype)
         return scratch[slot]
     run_update_flat(update, param.reshape(-1), [grad], {name: b.reshape(-1) for name, b in buffers.items()},
-                    chunk_scratch, [] if clip is None else [(0, n, clip)], **hyper)
+                    chunk_scratch, [] if clip is None else [(0, n, clip)], temporaries, **hyper)
 
 # %% ../../nbs/04a_optim_base.ipynb #2b2f1eba
 def _root(a):
@@ -307,7 +320,7 @@ def all_finite(a:np.ndarray) -> bool:
     if a.size == 0: return True
     return bool(np.isfinite(a.min()) and np.isfinite(a.max()))
 
-# %% ../../nbs/04a_optim_base.ipynb #caa1528c
+# %% ../../nbs/04a_optim_base.ipynb #6c2c1e43
 class Optimizer:
     "Base class of every minima optimizer: parameter groups, validation, lazy state, steps checked before any write, checkpoints."
     update = None          # the algorithm's pure update function: update(param, grad, state, *, step, **hyperparameters)
@@ -326,7 +339,7 @@ class Optimizer:
             raise TypeError(f'{name}: defaults {sorted(defaults)} differ from the declared hyperparameters {sorted(self.hyperparameters)}')
         self.defaults = {**defaults, 'nonfinite': nonfinite, 'clip_norm': clip_norm}
         self.state, self.param_groups, self.skipped_steps = {}, [], 0
-        self._layouts, self._scratch_arrays = {}, {}   # Parameter -> its FlatLayout; (thread slot, dtype) -> scratch array
+        self._layouts, self._scratch_arrays = {}, {}   # Parameter -> its FlatLayout; (thread slot, dtype) -> scratch array, ('temporaries', slot, dtype) -> the arrays lent for temporaries
         self._plans = {}   # param group index -> the StepPlan its last step left (see "Steps that repeat the last one")
         _refuse_unordered(params, name)
         items = list(params)
@@ -543,7 +556,7 @@ def _check_step(self) -> list|None:
             w.items.append((p, g, clip, None if views is None else layout, adopted))
     return None if skip else work
 
-# %% ../../nbs/04a_optim_base.ipynb #bdd6d725
+# %% ../../nbs/04a_optim_base.ipynb #ae076c32
 @patch_to(Optimizer)
 def step(self, closure=None): # optional function that recomputes the loss (called with gradients enabled)
     "Update every parameter that has a gradient; return `closure()`'s loss if a closure is given."
@@ -577,7 +590,8 @@ def step(self, closure=None): # optional function that recomputes the loss (call
                         if not adopted: layout.adopt(p, state, w.buffers)
                         places.setdefault((layout, t, tuple(extra.items()) if extra else ()), []).append((layout.start[p], g.size, g, clip))
                     else:
-                        run_update_in_chunks(self.update, p.data, g, {b: state[b] for b in w.buffers}, clip, step=t, **w.hyper, **extra)
+                        run_update_in_chunks(self.update, p.data, g, {b: state[b] for b in w.buffers}, clip,
+                                             self._temporaries(p.data.dtype), step=t, **w.hyper, **extra)
                         whole = False
                 runs = {key: consecutive_runs(ps) for key, ps in places.items()}
                 if whole and len(runs) == 1: w.layout = next(iter(runs))[0]
@@ -585,13 +599,13 @@ def step(self, closure=None): # optional function that recomputes the loss (call
                 arrays = layout.arrays
                 for start, stop, grads, clipped in cuts:
                     run_update_flat(self.update, arrays['param'][start:stop], grads, {b: arrays[b][start:stop] for b in w.buffers},
-                                    self._scratch(layout.dtype), clipped, step=t, **w.hyper, **dict(extra))
+                                    self._scratch(layout.dtype), clipped, self._temporaries(layout.dtype), step=t, **w.hyper, **dict(extra))
         for w in work:
             for state in w.plan.states if w.plan is not None else [states[p] for p, *_ in w.items]: state['step'] += 1
         self._make_plans(work)
     return loss
 
-# %% ../../nbs/04a_optim_base.ipynb #0ff0f218
+# %% ../../nbs/04a_optim_base.ipynb #575762fb
 @patch_to(FlatLayout)
 def adopt(self, p, # a Parameter of this layout
           state:dict, # its state, whose buffers `names` are moved into the flat arrays if they are elsewhere
@@ -623,6 +637,18 @@ def _scratch(self, dtype):
             self._scratch_arrays[key] = np.empty(CHUNK_SIZE, dtype)
         return self._scratch_arrays[key]
     return scratch
+
+TEMPORARIES = 3 # arrays lent to an update function for its temporaries: the most any of minima's uses (NAdam, RAdam, Adadelta with L2 decay)
+
+@patch_to(Optimizer)
+def _temporaries(self, dtype):
+    "`temporaries(slot)` for run_update_flat: TEMPORARIES flat arrays of CHUNK_SIZE values of `dtype` per thread, made on first use."
+    def temporaries(slot):
+        key = ('temporaries', slot, dtype)
+        if key not in self._scratch_arrays or self._scratch_arrays[key][0].size < CHUNK_SIZE:
+            self._scratch_arrays[key] = tuple(np.empty(CHUNK_SIZE, dtype) for _ in range(TEMPORARIES))
+        return self._scratch_arrays[key]
+    return temporaries
 
 # %% ../../nbs/04a_optim_base.ipynb #25f8b287
 import operator
