@@ -173,6 +173,7 @@ LENDING_CASES = CASES + [
     ('SGD',      dict(lr=0.01, momentum=0.9, weight_decay=1e-4),                1),
     ('Adagrad',  dict(lr=0.01, weight_decay=1e-4, maximize=True),               1),
     ('RMSprop',  dict(lr=0.01, momentum=0.9, centered=True, weight_decay=1e-4), 3),
+    ('RMSProp',  dict(lr=0.01, centered=True),                                  2),
     ('Adadelta', dict(weight_decay=1e-4, maximize=True),                        2),
     ('Adamax',   dict(weight_decay=1e-4),                                       2),
     ('NAdam',    dict(weight_decay=1e-4, maximize=True),                        2),
@@ -189,3 +190,10 @@ def test_a_step_borrows_its_temporaries(name, kw, n_state):
     for _ in range(6): opt.step()   # past RAdam's first five steps, which skip the adaptive term
     peak = peak_during(opt.step)
     assert peak < base.CHUNK_SIZE * 4 // 4, f"{name}{kw}: a step allocated {peak} bytes; a chunk is {base.CHUNK_SIZE * 4}"
+
+def test_every_optimizer_takes_the_temporaries_it_is_lent():
+    # a wrapper that drops the argument would make its optimizer allocate temporaries again
+    classes = [getattr(optim, n) for n in dir(optim) if isinstance(getattr(optim, n), type)
+               and issubclass(getattr(optim, n), base.Optimizer) and getattr(optim, n).update is not None]
+    assert len(classes) >= 11
+    for cls in classes: assert base.takes_temporaries(cls.update), cls.__name__

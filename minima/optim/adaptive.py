@@ -202,10 +202,10 @@ class RMSprop(Optimizer):
                                       decoupled_weight_decay=decoupled_weight_decay),
                          nonfinite=nonfinite, clip_norm=clip_norm)
 
-# %% ../../nbs/04c_optim_adaptive.ipynb #9b56f18d
-def rmsprop_rho_update(param, grad, state, *, rho, **hyperparameters):
+# %% ../../nbs/04c_optim_adaptive.ipynb #30fa558f
+def rmsprop_rho_update(param, grad, state, *, rho, temporaries=None, **hyperparameters):
     "`rmsprop_update` with the decay named `rho`, as in the original minima `RMSProp`."
-    rmsprop_update(param, grad, state, alpha=rho, **hyperparameters)
+    rmsprop_update(param, grad, state, alpha=rho, temporaries=temporaries, **hyperparameters)
 
 class RMSProp(RMSprop):
     "RMSProp with the original minima's defaults and signature: $\\rho = 0.9$, $\\epsilon = 10^{-7}$ inside the root, `wd` decoupled."
