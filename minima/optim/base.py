@@ -191,7 +191,7 @@ def _share(work, # `work(slot, task)`: slot 0 on this thread, 1 on the second
         raise
     done.result()
 
-# %% ../../nbs/04a_optim_base.ipynb #25925678
+# %% ../../nbs/04a_optim_base.ipynb #4740cd0a
 def chunk_tasks(grads:list, # C-contiguous gradients of parameters stored one after the other
                 length:int, # values per chunk
                )->list: # (start, stop, pieces): values start:stop of the run and, in order, the gradient values that belong there
@@ -229,7 +229,6 @@ def run_update_flat(update, # the algorithm's pure in-place update function
                     **hyper): # step, hyperparameters and step scalars shared by the whole run
     "Call `update` on each chunk of the run, with the chunk's gradient values gathered into `scratch(slot)` when they come from several gradients or are rescaled."
     ends = [offset + size for offset, size, _ in clipped]
-    lent = [lend(update, temporaries, slot) for slot in (0, 1)]
     def run(slot, task):
         start, stop, _ = task
         here = ()
@@ -237,7 +236,8 @@ def run_update_flat(update, # the algorithm's pure in-place update function
             first = bisect.bisect_right(ends, start)   # the first rescaled gradient that ends after the chunk starts
             last = bisect.bisect_left(ends, stop, lo=first)   # the first that ends at or after the chunk's end
             here = [c for c in clipped[first:last + 1] if c[0] < stop]
-        update(param[start:stop], gathered(task, scratch, slot, here), {name: b[start:stop] for name, b in buffers.items()}, **lent[slot], **hyper)
+        update(param[start:stop], gathered(task, scratch, slot, here), {name: b[start:stop] for name, b in buffers.items()},
+               **lend(update, temporaries, slot), **hyper)
     length, parallel = chunking(param.size)
     _share(run, chunk_tasks(grads, length), parallel=parallel)
 
