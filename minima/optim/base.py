@@ -320,7 +320,7 @@ def all_finite(a:np.ndarray) -> bool:
     if a.size == 0: return True
     return bool(np.isfinite(a.min()) and np.isfinite(a.max()))
 
-# %% ../../nbs/04a_optim_base.ipynb #6c2c1e43
+# %% ../../nbs/04a_optim_base.ipynb #f9f4d07d
 class Optimizer:
     "Base class of every minima optimizer: parameter groups, validation, lazy state, steps checked before any write, checkpoints."
     update = None          # the algorithm's pure update function: update(param, grad, state, *, step, **hyperparameters)
@@ -339,7 +339,7 @@ class Optimizer:
             raise TypeError(f'{name}: defaults {sorted(defaults)} differ from the declared hyperparameters {sorted(self.hyperparameters)}')
         self.defaults = {**defaults, 'nonfinite': nonfinite, 'clip_norm': clip_norm}
         self.state, self.param_groups, self.skipped_steps = {}, [], 0
-        self._layouts, self._scratch_arrays = {}, {}   # Parameter -> its FlatLayout; (thread slot, dtype) -> scratch array, ('temporaries', slot, dtype) -> the arrays lent for temporaries
+        self._layouts, self._scratch_arrays = {}, {}   # Parameter -> its FlatLayout; (thread slot, dtype, count) -> arrays of `_chunk_arrays`
         self._plans = {}   # param group index -> the StepPlan its last step left (see "Steps that repeat the last one")
         _refuse_unordered(params, name)
         items = list(params)
@@ -605,7 +605,7 @@ def step(self, closure=None): # optional function that recomputes the loss (call
         self._make_plans(work)
     return loss
 
-# %% ../../nbs/04a_optim_base.ipynb #575762fb
+# %% ../../nbs/04a_optim_base.ipynb #95fe3648
 @patch_to(FlatLayout)
 def adopt(self, p, # a Parameter of this layout
           state:dict, # its state, whose buffers `names` are moved into the flat arrays if they are elsewhere
@@ -629,26 +629,27 @@ def consecutive_runs(places:list, # (start, size, grad, clip) of parameters in o
     return runs
 
 @patch_to(Optimizer)
-def _scratch(self, dtype):
-    "`scratch(slot)` for run_update_flat: one flat array of CHUNK_SIZE values of `dtype` per thread, made on first use."
-    def scratch(slot):
-        key = (slot, dtype)
-        if key not in self._scratch_arrays or self._scratch_arrays[key].size < CHUNK_SIZE:
-            self._scratch_arrays[key] = np.empty(CHUNK_SIZE, dtype)
+def _chunk_arrays(self, dtype, count:int):
+    "`arrays(slot)`: `count` flat arrays of CHUNK_SIZE values of `dtype` for thread `slot`, made on first use and kept."
+    def arrays(slot):
+        key = (slot, dtype, count)
+        if key not in self._scratch_arrays or self._scratch_arrays[key][0].size < CHUNK_SIZE:
+            self._scratch_arrays[key] = tuple(np.empty(CHUNK_SIZE, dtype) for _ in range(count))
         return self._scratch_arrays[key]
-    return scratch
+    return arrays
+
+@patch_to(Optimizer)
+def _scratch(self, dtype):
+    "`scratch(slot)` for run_update_flat: the thread's array for gathering gradients."
+    arrays = self._chunk_arrays(dtype, 1)
+    return lambda slot: arrays(slot)[0]
 
 TEMPORARIES = 3 # arrays lent to an update function for its temporaries: the most any of minima's uses (NAdam, RAdam, Adadelta with L2 decay)
 
 @patch_to(Optimizer)
 def _temporaries(self, dtype):
-    "`temporaries(slot)` for run_update_flat: TEMPORARIES flat arrays of CHUNK_SIZE values of `dtype` per thread, made on first use."
-    def temporaries(slot):
-        key = ('temporaries', slot, dtype)
-        if key not in self._scratch_arrays or self._scratch_arrays[key][0].size < CHUNK_SIZE:
-            self._scratch_arrays[key] = tuple(np.empty(CHUNK_SIZE, dtype) for _ in range(TEMPORARIES))
-        return self._scratch_arrays[key]
-    return temporaries
+    "`temporaries(slot)` for run_update_flat: the thread's TEMPORARIES arrays lent to the update function."
+    return self._chunk_arrays(dtype, TEMPORARIES)
 
 # %% ../../nbs/04a_optim_base.ipynb #25f8b287
 import operator
