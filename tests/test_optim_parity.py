@@ -16,12 +16,13 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), 'reference'))
 import make_reference as ref
 from minima.nn import Parameter
-from minima.optim.base import CHUNK_SIZE
+from minima.optim.engine import CHUNK_SIZE
 from minima.optim.sgd import SGD, sgd_update
 from minima.optim.adaptive import Adagrad, AdaGrad, RMSprop, RMSProp, Adadelta, adagrad_update, rmsprop_update, adadelta_update
 from minima.optim.adam import Adam, AdamW, Adamax, NAdam, RAdam, adam_update, adamax_update, nadam_update, radam_update
 
-CLASSES = {c.__name__: c for c in (SGD, Adagrad, AdaGrad, RMSprop, RMSProp, Adadelta, Adam, AdamW, Adamax, NAdam, RAdam)}
+CLASSES = dict(SGD=SGD, Adagrad=Adagrad, AdaGrad=AdaGrad, RMSprop=RMSprop, RMSProp=RMSProp, Adadelta=Adadelta,
+               Adam=Adam, AdamW=AdamW, Adamax=Adamax, NAdam=NAdam, RAdam=RAdam)
 RTOL = {'float64': 1e-10, 'float32': 1e-5}
 DTYPES = ['float64', 'float32']
 
@@ -49,8 +50,8 @@ def minima_state(opt, params):
     return out
 
 def buffer_factors(mname, mkw):
-    "minima's moving-average momentum buffer is (1 - mu) times PyTorch's (04b_optim_sgd derives it)."
-    if mname == 'SGD' and mkw.get('dampening') is None and mkw.get('momentum', 0) != 0:
+    "The seed's moving-average momentum buffer is (1 - mu) times PyTorch's (04b_optim_sgd derives it)."
+    if mname == 'SGD' and mkw.get('momentum_from_zero') and mkw.get('momentum', 0) != 0:
         return {'momentum_buffer': 1 - mkw['momentum']}
     return {}
 
@@ -86,9 +87,11 @@ def test_stored_reference_matches_the_cases(stored):
 def test_stored_trajectory(stored, case, dtype):
     data, meta = stored
     spec = next(c for c in meta['cases'] if c['id'] == case)
+    _, tname, tkw, mname, mkw = next(c for c in ref.CASES if c[0] == case)   # the minima call as the code states it today
+    assert (tname, tkw) == (spec['torch'], {k: tuple(v) if isinstance(v, list) else v for k, v in spec['torch_kwargs'].items()})
     init, grads = data[f'init|{dtype}'], data[f'grads|{dtype}']
     assert init.dtype == np.dtype(dtype) and len(grads) == meta['steps']
-    params, opt = make_minima(spec['minima'], spec['minima_kwargs'], init, ref.SHAPES)
+    params, opt = make_minima(mname, mkw, init, ref.SHAPES)
     snaps, every = data[f'{case}|{dtype}|params'], meta['every']
     k = 0
     for t in range(1, len(grads) + 1):
@@ -102,7 +105,7 @@ def test_stored_trajectory(stored, case, dtype):
     prefix = f'{case}|{dtype}|state|'
     theirs = {key[len(prefix):]: data[key] for key in data if key.startswith(prefix)}
     assert_same_state(minima_state(opt, params), theirs, RTOL[dtype], f'{case} {dtype} final state',
-                      factors=buffer_factors(spec['minima'], spec['minima_kwargs']))
+                      factors=buffer_factors(mname, mkw))
     assert all(opt.state[p]['step'] == meta['steps'] for p in params)
 
 # ---------------------------------------------------------------- (b) live, every option combination
@@ -115,17 +118,17 @@ def live_cases():
     for o in grid(momentum=[0.0, 0.9], dampening=[0.0, 0.3], nesterov=[False, True], weight_decay=[0.0, 0.1], maximize=[False, True]):
         if o['nesterov'] and (o['momentum'] == 0 or o['dampening'] != 0): continue
         cases.append(('SGD', dict(lr=0.05, **o), 'SGD', dict(lr=0.05, **o)))
-    for mu in (0.5, 0.9):   # minima's default moving-average momentum is PyTorch's with lr scaled by (1 - mu)
-        cases.append(('SGD', dict(lr=0.05 * (1 - mu), momentum=mu), 'SGD', dict(lr=0.05, momentum=mu)))
+    for mu in (0.5, 0.9):   # the seed's moving-average momentum is PyTorch's with lr scaled by (1 - mu)
+        cases.append(('SGD', dict(lr=0.05 * (1 - mu), momentum=mu), 'SGD', dict(lr=0.05, momentum=mu, dampening=mu, momentum_from_zero=True)))
     for o in grid(lr_decay=[0.0, 0.01], initial_accumulator_value=[0.0, 0.5], weight_decay=[0.0, 0.1], maximize=[False, True]):
         cases.append(('Adagrad', dict(lr=0.1, **o), 'Adagrad', dict(lr=0.1, **o)))
     for o in grid(lr_decay=[0.0, 0.01], initial_accumulator_value=[0.0, 0.5], eps=[1e-7, 1e-3]):
-        cases.append(('Adagrad', dict(lr=0.1, **o), 'AdaGrad', dict(lr=0.1, eps_inside_sqrt=False, **o)))
+        cases.append(('Adagrad', dict(lr=0.1, **o), 'AdaGrad', dict(lr=0.1, **o)))
     for o in grid(momentum=[0.0, 0.5], centered=[False, True], weight_decay=[0.0, 0.1], maximize=[False, True]):
         cases.append(('RMSprop', dict(lr=0.01, alpha=0.9, **o), 'RMSprop', dict(lr=0.01, alpha=0.9, **o)))
     for o in grid(alpha=[0.99, 0.9], momentum=[0.0, 0.5], centered=[False, True]):
         rho = o.pop('alpha')
-        cases.append(('RMSprop', dict(lr=0.01, alpha=rho, eps=1e-7, **o), 'RMSProp', dict(lr=0.01, rho=rho, eps=1e-7, eps_inside_sqrt=False, **o)))
+        cases.append(('RMSprop', dict(lr=0.01, alpha=rho, eps=1e-7, **o), 'RMSProp', dict(lr=0.01, alpha=rho, eps=1e-7, **o)))
     for o in grid(rho=[0.9, 0.5], weight_decay=[0.0, 0.1], maximize=[False, True]):
         cases.append(('Adadelta', o, 'Adadelta', o))
     for o in grid(amsgrad=[False, True], weight_decay=[0.0, 0.1], decoupled_weight_decay=[False, True], maximize=[False, True]):
@@ -180,6 +183,7 @@ def test_live_parity(case, dtype):
 BIG = [(2 * CHUNK_SIZE // 100 + 7, 100)]
 ALL_OPTIONS = {
     'SGD': (dict(lr=0.05, momentum=0.9, dampening=0.3, weight_decay=0.01, maximize=True), sgd_update, ['momentum_buffer']),
+    'SGD-nesterov': (dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01), sgd_update, ['momentum_buffer']),
     'Adagrad': (dict(lr=0.1, lr_decay=0.01, weight_decay=0.05, initial_accumulator_value=0.1), adagrad_update, ['sum']),
     'RMSprop': (dict(lr=0.01, alpha=0.9, weight_decay=0.1, momentum=0.5, centered=True), rmsprop_update, ['square_avg', 'momentum_buffer', 'grad_avg']),
     'Adadelta': (dict(lr=0.5, weight_decay=0.1, maximize=True), adadelta_update, ['square_avg', 'acc_delta']),
@@ -195,12 +199,14 @@ def test_chunked_parameter_matches_torch_and_the_pure_function(name):
     pytest.importorskip('torch')
     kw, fn, buffers = ALL_OPTIONS[name]
     assert np.prod(BIG[0]) > 2 * CHUNK_SIZE
+    name = name.split('-')[0]
     run_side_by_side(name, kw, name, kw, 'float64', shapes=BIG, steps=12)
     # the class (chunked) against the pure function on the whole array, bit for bit
     init, grads = ref.make_inputs(np.float64, BIG, 12, seed=2)
     (p,), opt = make_minima(name, kw, init, BIG)
-    whole, state = init.reshape(BIG[0]).copy(), {b: np.zeros(BIG[0]) for b in buffers}
-    fkw = dict(kw, decoupled_weight_decay=True) if name == 'AdamW' else kw
+    whole = init.reshape(BIG[0]).copy()
+    state = opt.init_state(whole, opt.param_groups[0])
+    fkw = {k: opt.param_groups[0][k] for k in type(opt).hyperparameters}
     for t in range(1, 13):
         p.grad = grads[t - 1].reshape(BIG[0]).copy(); opt.step()
         fn(whole, grads[t - 1].reshape(BIG[0]), state, step=t, **fkw)

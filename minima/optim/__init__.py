@@ -5,11 +5,12 @@
 # %% auto #0
 __all__ = []
 
-# %% ../../nbs/04_optim.ipynb #a080693d
-from . import base, sgd, adaptive, adam, lr_scheduler
+# %% ../../nbs/04_optim.ipynb #138eaad7
+from . import base, blocks, sgd, adaptive, adam, engine, lr_scheduler
 from .base import *
+from .blocks import *
 from .sgd import *
 from .adaptive import *
 from .adam import *
 
-__all__ = [*base.__all__, *sgd.__all__, *adaptive.__all__, *adam.__all__, 'lr_scheduler']
+__all__ = [*base.__all__, *blocks.__all__, *sgd.__all__, *adaptive.__all__, *adam.__all__, 'lr_scheduler']
