@@ -264,21 +264,18 @@ def test_state_holds_exactly_the_declared_buffers():
     ps, opt = trained(nesterov=True)
     assert set(opt.state[ps[0]]) == {'step', 'velocity', 'peak'}
 
-def test_init_buffer_and_step_scalars_hooks():
+@pytest.mark.parametrize('use_engine', [True, False])
+def test_init_state_and_numbers_kept_in_state(use_engine):
     seen = []
-    def hooked_update(param, grad, state, *, step, lr, product):
-        seen.append((step, product)); param -= lr * state['acc'] * grad
+    def hooked_update(param, grad, state, *, step, lr):
+        state['product'] *= 0.5
+        seen.append((step, state['product'])); param -= lr * state['acc'] * grad
     class Hooked(Optimizer):
         update = staticmethod(hooked_update)
-        hyperparameters = dict(lr=Real('[0, inf)'))
-        buffers = ('acc',)
-        def init_buffer(self, name, param, group): return np.full(param.shape, 2.0, param.dtype)
-        def step_scalars(self, group, state, step):
-            state['product'] = state.get('product', 1.0) * 0.5
-            return {'product': state['product']}
-        def __init__(self, params, lr=0.1): super().__init__(params, dict(lr=lr))
+        hyperparameters = dict(lr=Real('[0, inf)', default=0.1))
+        def init_state(self, param, group): return {'acc': np.full(param.shape, 2.0, param.dtype), 'product': 1.0}
     a, = params((3,))
-    opt = Hooked([a])
+    opt = Hooked([a]); opt.engine = use_engine
     x0 = a.data.copy()
     a.grad = np.ones(3)
     opt.step(); opt.step()
@@ -473,12 +470,12 @@ def test_chunks_are_bit_identical_to_whole_arrays_and_cover_everything():
     calls = []
     def counting(param, grad, state, **kw):
         calls.append(param.size); velocity_update(param, grad, state, **kw)
-    xc, st = x.copy(), {'velocity': v.copy()}
-    run_update_in_chunks(counting, xc, g, st, step=1, lr=0.1, mu=0.9, betas=None, nesterov=True)
+    xc, vc = x.copy(), v.copy()
+    engine._run(counting, xc, [g], {'velocity': vc}, {}, engine.Engine(None)._pools, step=1, lr=0.1, mu=0.9, betas=None, nesterov=True)
     length, parallel = engine._chunking(n)
     assert parallel and length <= engine.CHUNK_SIZE
     assert sorted(calls) == sorted([length] * 3 + [n - 3 * length])   # four chunks, two per thread, in any order
-    np.testing.assert_array_equal(xc, whole[0]); np.testing.assert_array_equal(st['velocity'], whole[1]['velocity'])
+    np.testing.assert_array_equal(xc, whole[0]); np.testing.assert_array_equal(vc, whole[1]['velocity'])
 
 def test_non_contiguous_param_is_updated_whole():
     rng = np.random.default_rng(0)
@@ -500,10 +497,10 @@ def test_non_contiguous_param_is_updated_whole():
 
 def test_large_param_state_identical_whatever_the_chunking(monkeypatch):
     def run(chunk):
-        monkeypatch.setattr(base, 'CHUNK_SIZE', chunk)
+        monkeypatch.setattr(engine, 'CHUNK_SIZE', chunk)
         ps, opt = trained()
         big, = params((200, 150), dtype=np.float32, seed=3)
-        opt.add_param_group({'params': [big], 'nesterov': True})
+        opt.add_param_group({'params': [('big', big)], 'nesterov': True})
         for s in range(4):
             set_grads(ps + [big], seed=s)
             opt.step()
@@ -572,12 +569,12 @@ LOAD_MISMATCHES = [
     ('names reordered', lambda sd: sd['param_groups'][0]['param_names'].reverse(), ValueError, "position 0: the state dict has 'scale'"),
     ('buffer shape', lambda sd: _set(sd['state'][0], 'velocity', np.zeros((4, 3))), ValueError, "'velocity'"),
     ('buffer dtype', lambda sd: _set(sd['state'][1], 'velocity', sd['state'][1]['velocity'].astype(np.float32)), ValueError, 'float32'),
-    ('missing buffer', lambda sd: sd['state'][2].pop('velocity'), ValueError, "needs ['velocity']"),
+    ('missing buffer', lambda sd: sd['state'][2].pop('velocity'), ValueError, "has no 'velocity'"),
     ('extra buffer, wrong shape', lambda sd: _set(sd['state'][2], 'peak', np.zeros(3)), ValueError, "'peak'"),
-    ('buffer not array', lambda sd: _set(sd['state'][2], 'velocity', [0.0, 0.0]), TypeError, "buffer 'velocity' of the state of parameter 'scale' (param group 0) is a list"),
-    ('buffer a number', lambda sd: _set(sd['state'][1], 'peak', 0.5), TypeError, "buffer 'peak' of the state of parameter 'fc.bias' (param group 0) is a float"),
-    ('buffer never used', lambda sd: _set(sd['state'][0], 'momentum_buffer', np.zeros((3, 4))), ValueError,
-     "has a buffer 'momentum_buffer', which Velocity never uses; its buffers are ['peak', 'velocity']"),
+    ('buffer not array', lambda sd: _set(sd['state'][2], 'velocity', [0.0, 0.0]), TypeError, "'velocity' of the state of parameter 'scale' (param group 0) is a list"),
+    ('buffer a number', lambda sd: _set(sd['state'][1], 'velocity', 0.5), TypeError, "'velocity' of the state of parameter 'fc.bias' (param group 0) is a float"),
+    ('extra array of another shape', lambda sd: _set(sd['state'][0], 'momentum_buffer', np.zeros((4, 3))), ValueError,
+     "'momentum_buffer' of the state of parameter 'fc.weight' (param group 0) has shape (4, 3)"),
     ('bad step', lambda sd: _set(sd['state'][0], 'step', -1), ValueError, 'step=-1'),
     ('float step', lambda sd: _set(sd['state'][0], 'step', 2.5), ValueError, 'step=2.5'),
     ('missing step', lambda sd: sd['state'][0].pop('step'), ValueError, 'step=None'),
@@ -587,7 +584,7 @@ LOAD_MISMATCHES = [
     ('missing hyperparameter', lambda sd: sd['param_groups'][0].pop('betas'), ValueError, "has no 'betas'"),
     ('unknown key', lambda sd: _set(sd['param_groups'][0], 'amsgrad', False), ValueError, "unknown key(s) ['amsgrad']"),
     ('state entry not dict', lambda sd: _set(sd['state'], 0, 5), TypeError, 'not a dict'),
-    ('extra entry not number', lambda sd: _set(sd['state'][0], 'note', 'x'), TypeError, "note='x', a str; entries other than the buffers"),
+    ('extra entry not number', lambda sd: _set(sd['state'][0], 'note', 'x'), TypeError, "note='x', a str; the state of an elementwise optimizer holds arrays and numbers"),
     ('skipped_steps', lambda sd: _set(sd, 'skipped_steps', -3), ValueError, 'skipped_steps=-3'),
     ('state not dict', lambda sd: _set(sd, 'state', []), TypeError, "'state' a dict"),
 ]
@@ -607,7 +604,7 @@ def test_load_checks_buffers_for_the_saved_settings():
     assert opt2.param_groups[0]['nesterov'] is True and set(opt2.state[ps2[0]]) == {'step', 'velocity', 'peak'}
     ps3, opt3 = trained(steps=2)
     sd = opt3.state_dict(); sd['param_groups'][0]['nesterov'] = True
-    with pytest.raises(ValueError, match="needs \\['peak', 'velocity'\\]"): opt2.load_state_dict(sd)
+    with pytest.raises(ValueError, match="has no 'peak'"): opt2.load_state_dict(sd)
 
 def test_load_accepts_a_buffer_kept_after_a_setting_changed():
     "A step keeps a buffer a changed setting no longer needs; a checkpoint holding it loads, with the buffer."
@@ -639,28 +636,11 @@ def test_real_optimizers_load_kept_buffers(cls, kw, changes, kept):
     cls = getattr(optim, cls)
     ps, opt = _stepped(cls, changes, **kw)
     sd = opt.state_dict()
-    assert kept in sd['state'][0] and kept not in opt.state_buffers(opt.param_groups[0])
+    assert kept in sd['state'][0]
     ps2 = params((3, 4), (4,))
     opt2 = cls(ps2, **{k: v for k, v in kw.items() if k == 'lr'})
     opt2.load_state_dict(sd)
     np.testing.assert_array_equal(opt2.state[ps2[0]][kept], sd['state'][0][kept])
-
-@pytest.mark.parametrize('cls, foreign, accepted', [
-    ('Adam', 'momentum_buffer', ['exp_avg', 'exp_avg_sq', 'max_exp_avg_sq']),
-    ('SGD', 'exp_avg', ['momentum_buffer']),
-    ('Adagrad', 'square_avg', ['sum']),
-])
-def test_real_optimizers_refuse_foreign_buffers(cls, foreign, accepted):
-    from minima import optim
-    cls = getattr(optim, cls)
-    ps, opt = _stepped(cls, lr=0.1, **({'momentum': 0.9} if cls.__name__ == 'SGD' else {}))
-    sd = opt.state_dict()
-    sd['state'][1][foreign] = np.zeros(4)
-    before = snapshot(opt, ps)
-    with pytest.raises(ValueError) as e: opt.load_state_dict(sd)
-    assert f"buffer {foreign!r}, which {cls.__name__} never uses; its buffers are {accepted}" in str(e.value), str(e.value)
-    assert_same(before, snapshot(opt, ps))
-
 
 def test_load_without_names_on_one_side_matches_by_position():
     ps, opt = trained()
@@ -774,19 +754,30 @@ def test_gradient_accumulation_equals_one_big_batch():
     for p, q in zip(big.parameters(), acc.parameters()):
         np.testing.assert_allclose(p.data, q.data, rtol=1e-12, atol=1e-14)
 
-def test_buffer_needed_by_a_changed_setting_is_created_and_unneeded_ones_kept():
+def test_init_state_runs_once_and_an_update_makes_what_a_changed_setting_needs():
     ps, opt = trained()                                  # velocity only
-    opt.param_groups[0]['nesterov'] = True               # now needs 'peak' as well
+    opt.param_groups[0]['nesterov'] = True               # init_state is not run again (as torch): no 'peak'
     set_grads(ps, seed=11)
     v_before = opt.state[ps[0]]['velocity']
     opt.step()
-    assert set(opt.state[ps[0]]) == {'step', 'velocity', 'peak'} and opt.state[ps[0]]['velocity'] is v_before
+    assert set(opt.state[ps[0]]) == {'step', 'velocity'} and opt.state[ps[0]]['velocity'] is v_before
     assert opt.state[ps[0]]['step'] == 4
-    opt.param_groups[0]['nesterov'] = False              # 'peak' no longer needed: kept, saved and loaded
-    opt.step()
-    ps2, opt2 = trained(steps=0)
-    opt2.load_state_dict(opt.state_dict())
-    np.testing.assert_array_equal(opt2.state[ps2[1]]['peak'], opt.state[ps[1]]['peak'])
+    from minima.optim import Adam                        # Adam makes its maximum when amsgrad is turned on
+    runs = []
+    for use_engine in (True, False):
+        qs = params((3, 4), (4,))
+        adam = Adam(qs, lr=0.1); adam.engine = use_engine
+        set_grads(qs, seed=1); adam.step()
+        adam.param_groups[0]['amsgrad'] = True
+        set_grads(qs, seed=2); adam.step()
+        adam.param_groups[0]['amsgrad'] = False          # no longer needed: kept, saved and loaded
+        set_grads(qs, seed=3); adam.step()
+        assert set(adam.state[qs[0]]) == {'step', 'exp_avg', 'exp_avg_sq', 'max_exp_avg_sq'}
+        qs2 = params((3, 4), (4,)); adam2 = Adam(qs2)
+        adam2.load_state_dict(adam.state_dict())
+        np.testing.assert_array_equal(adam2.state[qs2[1]]['max_exp_avg_sq'], adam.state[qs[1]]['max_exp_avg_sq'])
+        runs.append([q.data.tobytes() for q in qs] + [adam.state[q]['max_exp_avg_sq'].tobytes() for q in qs])
+    assert runs[0] == runs[1]
 
 def test_closure_must_be_callable():
     a, = params((2,))
@@ -874,8 +865,7 @@ def test_flat_runner_refuses_to_cast():
     flat = np.ones(4, np.float32)
     grads = [np.ones(2, np.float32), np.ones(2, np.float64)]
     with pytest.raises(TypeError):
-        base.run_update_flat(descent_update, flat, grads, {}, lambda slot: np.empty(engine.CHUNK_SIZE, np.float32),
-                             step=1, lr=1.0, weight_decay=0.0, maximize=False)
+        engine._run(descent_update, flat, grads, {}, {}, engine.Engine(None)._pools, step=1, lr=1.0, weight_decay=0.0, maximize=False)
     assert np.array_equal(flat, np.ones(4, np.float32))
 
 @pytest.mark.parametrize('where', [0, 1, 2])
@@ -928,10 +918,9 @@ def test_load_copies_into_the_existing_buffers():
     set_grads([a, b], 2); opt.step()
     ref = opt.state[a]['velocity']
     opt.load_state_dict(saved)
-    assert opt.state[a]['velocity'] is ref
-    np.testing.assert_array_equal(ref, saved['state'][0]['velocity'])
-    assert ref is not saved['state'][0]['velocity']
-    set_grads([a, b], 3); opt.step()
+    np.testing.assert_array_equal(opt.state[a]['velocity'], saved['state'][0]['velocity'])
+    assert opt.state[a]['velocity'] is not saved['state'][0]['velocity']
+    set_grads([a, b], 3); opt.step()   # the engine copies the loaded values into its flat arrays
     assert opt.state[a]['velocity'] is ref
     np.testing.assert_array_equal(ref, saved['state'][0]['velocity'] * 0.5 + a.grad)   # v <- mu v + g from the loaded v
 
@@ -952,9 +941,9 @@ def test_load_of_arrays_sharing_memory_with_the_buffers():
 two_cpus = pytest.mark.skipif((os.cpu_count() or 1) < 2, reason='the second thread runs only with two CPUs')
 
 def _chunked(monkeypatch, update, n=400):
-    "Run `update` through run_update_in_chunks on 4-element chunks of an n-element array (n/4 tasks for two threads)."
-    monkeypatch.setattr(base, 'CHUNK_SIZE', 4); monkeypatch.setattr(base, 'PARALLEL_SIZE', 16)
-    base.run_update_in_chunks(update, np.ones(n), np.ones(n), {}, step=1)
+    "Run `update` through the engine on 4-element chunks of an n-element array (n/4 tasks for two threads)."
+    monkeypatch.setattr(engine, 'CHUNK_SIZE', 4); monkeypatch.setattr(engine, 'PARALLEL_SIZE', 16)
+    engine._run(update, np.ones(n), [np.ones(n)], {}, {}, engine.Engine(None)._pools, step=1)
 
 @two_cpus
 def test_second_thread_uses_the_callers_numpy_error_settings(monkeypatch):
@@ -992,7 +981,7 @@ def test_the_callers_exception_is_not_masked_by_the_second_threads(monkeypatch):
 
 @two_cpus
 def test_flat_runs_on_the_second_thread_use_the_callers_numpy_error_settings(monkeypatch):
-    monkeypatch.setattr(base, 'CHUNK_SIZE', 4096); monkeypatch.setattr(base, 'PARALLEL_SIZE', 4 * 4096)
+    monkeypatch.setattr(engine, 'CHUNK_SIZE', 4096); monkeypatch.setattr(engine, 'PARALLEL_SIZE', 4 * 4096)
     seen, me = [], threading.get_ident()
     def record(param, grad, state, *, step, lr, weight_decay, maximize):
         time.sleep(0.002); seen.append((threading.get_ident() == me, np.geterr()['invalid']))
