@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import minima.optim as optim
 import minima.optim.base as base
+import minima.optim.engine as engine
 from minima.nn import Parameter
 
 N = 2**23                     # elements of the parameter under test: 32 MiB in float32
@@ -89,7 +90,7 @@ def test_many_small_parameters_allocate_little(options):
     opt = optim.Adam(params, lr=1e-3, **options)
     opt.step()
     peak = peak_during(opt.step)
-    bar = 2 * base.CHUNK_SIZE * 4 + n * size * 4 // 8
+    bar = 2 * engine.CHUNK_SIZE * 4 + n * size * 4 // 8
     assert bar < n * size * 4 // 3
     assert peak < bar, f"a step over {n} small parameters allocated {peak} bytes"
 
@@ -99,13 +100,15 @@ def test_chunked_step_is_bit_identical_to_one_whole_array_update(name, kw, n_sta
     p = make_param(2**22 + 12345)
     opt = getattr(optim, name)([p], **kw)
     group = opt.param_groups[0]
-    hyper = {k: group[k] for k in opt.hyperparameters}
+    hyper = {k: group[k] for k in type(opt).hyperparameters}
     theta = p.data.copy()
-    state = {b: opt.init_buffer(b, theta, group) for b in opt.state_buffers(group)}
+    state = {'step': 0, **opt.init_state(theta, group)}
     for t in (1, 2, 3):
         opt.step()
+        state['step'] = t
         type(opt).update(theta, p.grad, state, step=t, **hyper)
         np.testing.assert_array_equal(p.data, theta)
+    assert sorted(state) == sorted(opt.state[p])
     for b in state: np.testing.assert_array_equal(opt.state[p][b], state[b])
 
 BATCH_CASES = CASES + [('NAdam', dict(lr=1e-3), 2), ('RAdam', dict(lr=1e-3), 2), ('Adamax', dict(lr=1e-3), 2),
@@ -119,15 +122,15 @@ def test_parameters_in_flat_arrays_are_bit_identical_to_one_call_each(name, kw, 
     # parameters of several shapes, updated in runs over the flat arrays; some miss a gradient on some
     # steps, so their step counts (and NAdam's running product) differ and must not share a call; with
     # chunks of 50 values (and two threads), chunks start and end inside parameters
-    if chunk: monkeypatch.setattr(base, 'CHUNK_SIZE', chunk); monkeypatch.setattr(base, 'PARALLEL_SIZE', 4 * chunk)
+    if chunk: monkeypatch.setattr(engine, 'CHUNK_SIZE', chunk); monkeypatch.setattr(engine, 'PARALLEL_SIZE', 4 * chunk)
     rng = np.random.default_rng(3)
     shapes = [(7,), (3, 5), (100,), (2, 2, 2), (1,), (64, 9), (300,), (5,)]
     params = [Parameter(rng.standard_normal(s).astype(np.float32)) for s in shapes]
     opt = getattr(optim, name)(params, **kw)
     group = opt.param_groups[0]
-    hyper = {k: group[k] for k in opt.hyperparameters}
+    hyper = {k: group[k] for k in type(opt).hyperparameters}
     ref = [p.data.copy() for p in params]
-    ref_state = [{b: opt.init_buffer(b, r, group) for b in opt.state_buffers(group)} for r in ref]
+    ref_state = [{'step': 0, **opt.init_state(r, group)} for r in ref]
     ref_steps = [0] * len(params)
     for t in range(6):
         for i, p in enumerate(params):
@@ -136,15 +139,15 @@ def test_parameters_in_flat_arrays_are_bit_identical_to_one_call_each(name, kw, 
         for i, p in enumerate(params):
             if p.grad is None: continue
             ref_steps[i] += 1
-            extra = opt.step_scalars(group, ref_state[i], ref_steps[i]) if name == 'NAdam' else {}
+            ref_state[i]['step'] = ref_steps[i]
             g, c = p.grad, group['clip_norm']
             if c is not None and (norm := np.linalg.norm(g)) > c: g = np.divide(np.multiply(g, c), norm)   # numpy-ml's order
-            type(opt).update(ref[i], g, ref_state[i], step=ref_steps[i], **hyper, **extra)
+            type(opt).update(ref[i], g, ref_state[i], step=ref_steps[i], **hyper)
         for i, p in enumerate(params):
             np.testing.assert_array_equal(p.data, ref[i])
             if p in opt.state:
-                assert opt.state[p]['step'] == ref_steps[i]
-                for b in opt.state_buffers(group): np.testing.assert_array_equal(opt.state[p][b], ref_state[i][b])
+                assert opt.state[p]['step'] == ref_steps[i] and sorted(opt.state[p]) == sorted(ref_state[i])
+                for b, v in ref_state[i].items(): np.testing.assert_array_equal(opt.state[p][b], v)
 
 def test_a_step_after_backward_allocates_no_weight_sized_array():
     # gradients that autograd leaves are C-contiguous (x.T @ dy alone would be in Fortran order),
@@ -166,8 +169,8 @@ def test_a_step_after_backward_allocates_no_weight_sized_array():
     peak = peak_during(opt.step)
     assert peak < weight_bytes // 4, f"a step allocated {peak} bytes; the weight has {weight_bytes}"
 
-# settings that use every temporary an update function can borrow: L2 decay and maximize make the
-# gradient a temporary of its own, Nesterov and dampening one each, NAdam, RAdam and Adadelta two more
+# settings that use the most temporaries: L2 decay and maximize make the gradient a temporary of its
+# own, Nesterov and dampening one each, NAdam, RAdam and Adadelta two more
 LENDING_CASES = CASES + [
     ('SGD',      dict(lr=0.01, momentum=0.9, dampening=0.1, weight_decay=1e-4, maximize=True), 1),
     ('SGD',      dict(lr=0.01, momentum=0.9, weight_decay=1e-4),                1),
@@ -183,17 +186,21 @@ LENDING_CASES = CASES + [
 @pytest.mark.parametrize('name,kw,n_state', LENDING_CASES,
                          ids=[f"{name}-{'-'.join(f'{k}={v}' for k, v in kw.items())}" for name, kw, _ in LENDING_CASES])
 def test_a_step_borrows_its_temporaries(name, kw, n_state):
-    # the optimizer lends each update function chunk-sized arrays for its temporaries, made once:
+    # the engine lends each update function chunk-sized arrays for its temporaries (`scratch`), made once:
     # after the first step, a step over many chunks allocates less than a quarter of one chunk
-    p = make_param(16 * base.CHUNK_SIZE)
+    p = make_param(16 * engine.CHUNK_SIZE)
     opt = getattr(optim, name)([p], **kw)
     for _ in range(6): opt.step()   # past RAdam's first five steps, which skip the adaptive term
     peak = peak_during(opt.step)
-    assert peak < base.CHUNK_SIZE * 4 // 4, f"{name}{kw}: a step allocated {peak} bytes; a chunk is {base.CHUNK_SIZE * 4}"
+    assert peak < engine.CHUNK_SIZE * 4 // 4, f"{name}{kw}: a step allocated {peak} bytes; a chunk is {engine.CHUNK_SIZE * 4}"
 
-def test_every_optimizer_takes_the_temporaries_it_is_lent():
-    # a wrapper that drops the argument would make its optimizer allocate temporaries again
+def test_no_update_function_takes_a_performance_argument():
+    # the engine supplies scratch memory through `scratch`: an update function's keywords are the step and its hyperparameters
+    import inspect
     classes = [getattr(optim, n) for n in dir(optim) if isinstance(getattr(optim, n), type)
                and issubclass(getattr(optim, n), base.Optimizer) and getattr(optim, n).update is not None]
-    assert len(classes) >= 11
-    for cls in classes: assert base.takes_temporaries(cls.update), cls.__name__
+    assert len(classes) >= 9
+    for cls in classes:
+        names = list(inspect.signature(cls.update).parameters)
+        assert names[:3] == ['param', 'grad', 'state'], cls.__name__
+        assert set(names[3:]) == {'step', *cls.hyperparameters}, cls.__name__

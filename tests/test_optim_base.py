@@ -1097,8 +1097,8 @@ def test_chunk_tasks_cover_the_gradients_in_order():
     grads = [np.arange(n, dtype=float) + 100 * i for i, n in enumerate([3, 7, 1, 5, 12])]
     tasks = engine._chunk_tasks(grads, 5)
     assert [(s, e) for s, e, _ in tasks] == [(0, 5), (5, 10), (10, 15), (15, 20), (20, 25), (25, 28)]
-    np.testing.assert_array_equal(np.concatenate([np.concatenate(p, axis=None) for _, _, p in tasks]), np.concatenate(grads))
-    assert all(sum(x.size for x in p) == e - s for s, e, p in tasks)
+    np.testing.assert_array_equal(np.concatenate([np.concatenate([x for x, _ in p], axis=None) for _, _, p in tasks]), np.concatenate(grads))
+    assert all(sum(x.size for x, _ in p) == e - s for s, e, p in tasks)
 
 # -- the engine against the core's reference loop, after every kind of change --
 from minima.optim import Adam, SGD, NAdam
