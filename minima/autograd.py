@@ -430,8 +430,14 @@ def erf(a: Tensor) -> Tensor:
 
 def softmax(a: Tensor, dim: int = -1) -> Tensor:
     "e^x / sum(e^x) along `dim`.  dx = y (dy - sum(dy y))."
-    out = np.exp(a.data - logsumexp(Tensor(a.data), axis=dim, keepdims=True).data)
-    return _result(out, (a,), lambda g: (out * (g - (g * out).sum(axis=dim, keepdims=True)),))
+    m = a.data.max(axis=dim, keepdims=True)
+    out = np.exp(a.data - np.where(np.isfinite(m), m, 0))   # shifted by the max: no overflow
+    out /= out.sum(axis=dim, keepdims=True)
+    def backward(g):
+        gx = g * out
+        gx -= out * gx.sum(axis=dim, keepdims=True)
+        return (gx,)
+    return _result(out, (a,), backward)
 
 Tensor.sqrt, Tensor.erf, Tensor.softmax = sqrt, erf, softmax
 

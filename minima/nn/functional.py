@@ -279,7 +279,7 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn
     if enable_gqa: raise NotImplementedError("scaled_dot_product_attention: enable_gqa=True is not supported by minima")
     L, S, d = query.shape[-2], key.shape[-2], query.shape[-1]
     scale = 1 / math.sqrt(d) if scale is None else scale
-    scores = (query @ key.transpose(-2, -1)) * scale            # Q K^T / sqrt(d)
+    scores = (query * scale) @ key.transpose(-2, -1)            # Q K^T / sqrt(d), scaling the smaller factor
     mask = _attention_mask(attn_mask, is_causal, L, S, query.dtype)
     if mask is not None: scores = scores + mask                  # + M
     weights = _softmax(scores, -1)

@@ -248,7 +248,7 @@ class MultiheadAttention(Module):
         if key_padding_mask is not None:
             pad = _additive(key_padding_mask, q.dtype).reshape(N, 1, 1, S)
             mask = pad if mask is None else mask + pad
-        scores = (q @ k.transpose(-2, -1)) * (1 / math.sqrt(D))      # Q_h K_h^T / sqrt(d)
+        scores = (q * (1 / math.sqrt(D))) @ k.transpose(-2, -1)      # Q_h K_h^T / sqrt(d)
         if mask is not None: scores = scores + mask
         weights = scores.softmax(-1)
         if self.training and self.dropout > 0: weights = F._dropout(weights, self.dropout, None)
