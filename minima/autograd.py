@@ -23,7 +23,9 @@ def is_grad_enabled() -> bool:
 class _GradMode(contextlib.ContextDecorator):
     "Sets the gradient switch to `mode` for a block and restores the previous value on exit."
     mode = True
-    def __init__(self): self._saved = []  # a stack, so that one instance can be re-entered (recursion)
+    def __init__(self):
+        "A switch to use in a `with` statement or as a decorator."
+        self._saved = []  # a stack, so that one instance can be re-entered (recursion)
     def __enter__(self):
         global _grad_enabled
         self._saved.append(_grad_enabled)
@@ -58,6 +60,7 @@ class Tensor:
                  data,                 # array-like or Tensor; a numpy array is used without copying
                  requires_grad=False,  # record operations on it so that `backward` reaches it
                  dtype=None):          # numpy dtype; None keeps the array's own
+        "Wrap `data` (not copied when it is a numpy array of the right dtype) as a tensor."
         if isinstance(data, Tensor): data = data.data
         self.data = np.asarray(data, dtype=dtype)
         if requires_grad and self.data.dtype.kind != 'f':
@@ -538,7 +541,7 @@ def _attribute_error(obj, name: str, hints: dict) -> AttributeError:
     elif name.endswith('_') and not name.startswith('_'):
         hint = f"minima has no in-place tensor methods; write the out-of-place `{name[:-1]}` or update `.data` (a numpy array) under no_grad()"
     else:
-        close = difflib.get_close_matches(name, [n for n in dir(type(obj)) if not n.startswith('_')], n=3)
+        close = difflib.get_close_matches(name, [n for n in dir(obj) if not n.startswith('_')], n=3)
         hint = f"did you mean {', '.join(map(repr, close))}?" if close else ""
     return AttributeError(f"'{kind}' object has no attribute '{name}'" + (f"; {hint}" if hint else ""))
 

@@ -20,6 +20,7 @@ class Parameter(Tensor):
     def __init__(self,
                  data,        # floating-point array-like or Tensor; a writable numpy array is used as is
                  dtype=None): # convert to this dtype; None keeps the array's
+        "Wrap `data` as a trainable leaf (no copy unless the dtype changes or the array is read-only)."
         arr = np.asarray(data.data if isinstance(data, Tensor) else data, dtype=dtype)
         if arr.dtype.kind != 'f':
             raise TypeError(f"a Parameter must be floating point, got dtype {arr.dtype}")
