@@ -9,5 +9,5 @@ __all__ = []
 # %% ../nbs/99_package.ipynb #b993feaa
 from . import autograd, init, nn, data, optim, checkpoint
 from .autograd import Tensor, no_grad, enable_grad, is_grad_enabled
-from .init import manual_seed
+from .init import manual_seed, tensor, zeros, ones, rand, randn, arange
 from .checkpoint import save, load

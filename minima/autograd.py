@@ -4,12 +4,13 @@
 
 # %% auto #0
 __all__ = ['is_grad_enabled', 'no_grad', 'enable_grad', 'Tensor', 'backward', 'add', 'sub', 'neg', 'mul', 'div', 'power',
-           'rpower', 'matmul', 'reduce_sum', 'reduce_mean', 'reduce_max', 'reshape', 'transpose', 'broadcast_to',
-           'getitem', 'exp', 'log', 'relu', 'tanh', 'sigmoid', 'logsumexp', 'log_softmax', 'astype', 'argmax',
-           'numerical_grad']
+           'rpower', 'matmul', 'reduce_sum', 'reduce_mean', 'reduce_max', 'reshape', 'permute', 'transpose',
+           'broadcast_to', 'getitem', 'exp', 'log', 'relu', 'tanh', 'sigmoid', 'logsumexp', 'log_softmax', 'astype',
+           'argmax', 'sqrt', 'erf', 'softmax', 'masked_fill', 'where', 'cat', 'stack', 'split', 'chunk', 'unsqueeze',
+           'squeeze', 'flatten', 'var', 'numerical_grad']
 
 # %% ../nbs/00_autograd.ipynb #5ad0a7fb
-import contextlib
+import contextlib, math
 import numpy as np
 
 # %% ../nbs/00_autograd.ipynb #9dcb75d6
@@ -22,7 +23,9 @@ def is_grad_enabled() -> bool:
 class _GradMode(contextlib.ContextDecorator):
     "Sets the gradient switch to `mode` for a block and restores the previous value on exit."
     mode = True
-    def __init__(self): self._saved = []  # a stack, so that one instance can be re-entered (recursion)
+    def __init__(self):
+        "A switch to use in a `with` statement or as a decorator."
+        self._saved = []  # a stack, so that one instance can be re-entered (recursion)
     def __enter__(self):
         global _grad_enabled
         self._saved.append(_grad_enabled)
@@ -39,6 +42,14 @@ class enable_grad(_GradMode):
     "Context manager (or decorator) under which operations record a graph, even inside `no_grad()`."
     mode = True
 
+# %% ../nbs/00_autograd.ipynb #5c11040c
+def _dim(dim, ndim: int) -> int:
+    "Axis `dim` (negative counts from the end) as a non-negative int; IndexError outside [-ndim, ndim)."
+    lo, hi = -max(ndim, 1), max(ndim, 1) - 1
+    if not lo <= dim <= hi:
+        raise IndexError(f"Dimension out of range (expected to be in range of [{lo}, {hi}], but got {dim})")
+    return dim % max(ndim, 1)
+
 # %% ../nbs/00_autograd.ipynb #fec7af0f
 class Tensor:
     "A numpy array with reverse-mode automatic differentiation."
@@ -49,6 +60,7 @@ class Tensor:
                  data,                 # array-like or Tensor; a numpy array is used without copying
                  requires_grad=False,  # record operations on it so that `backward` reaches it
                  dtype=None):          # numpy dtype; None keeps the array's own
+        "Wrap `data` (not copied when it is a numpy array of the right dtype) as a tensor."
         if isinstance(data, Tensor): data = data.data
         self.data = np.asarray(data, dtype=dtype)
         if requires_grad and self.data.dtype.kind != 'f':
@@ -60,7 +72,6 @@ class Tensor:
     shape = property(lambda self: self.data.shape)
     ndim  = property(lambda self: self.data.ndim)
     dtype = property(lambda self: self.data.dtype)
-    size  = property(lambda self: self.data.size)
     is_leaf = property(lambda self: self._ctx is None and not self._freed, doc="True for inputs and parameters")
     def __len__(self): return len(self.data)
     def numpy(self) -> np.ndarray:
@@ -70,6 +81,15 @@ class Tensor:
         "numpy's view of the tensor: the array itself, unless `copy=True` or another dtype asks for a new one."
         if copy: return np.array(self.data, dtype=dtype, copy=True)
         return np.asarray(self.data, dtype=dtype)
+    def size(self, dim=None):
+        "The shape as a tuple, or the length of axis `dim` (as torch's `size`; the element count is `numel()`)."
+        return self.data.shape if dim is None else self.data.shape[_dim(dim, self.ndim)]
+    def dim(self) -> int:
+        "The number of axes (torch's name for `ndim`)."
+        return self.data.ndim
+    def numel(self) -> int:
+        "The number of elements."
+        return self.data.size
     def item(self):
         "The value of a one-element tensor as a Python number."
         return self.data.item()
@@ -141,7 +161,7 @@ def backward(self: Tensor,
     if not self.requires_grad:
         raise RuntimeError("backward() on a tensor that does not require grad: no graph was recorded for it")
     if grad is None:
-        if self.size != 1:
+        if self.numel() != 1:
             raise RuntimeError(f"backward() without a gradient needs a one-element tensor, got shape {self.shape}; "
                                f"pass grad= an array of shape {self.shape}")
         grad = np.ones_like(self.data)
@@ -266,17 +286,24 @@ def _kept(shape: tuple, axes: tuple) -> tuple:
     "`shape` with the axes in `axes` set to 1 (the keepdims shape)."
     return tuple(1 if i in axes else n for i, n in enumerate(shape))
 
-def reduce_sum(a: Tensor, axis=None, keepdims=False) -> Tensor:
-    "Sum over `axis`.  dx_i = dy."
+def _reduce_args(axis, keepdims, dim, keepdim):
+    "torch's `dim`/`keepdim` or numpy's `axis`/`keepdims` (torch accepts both spellings)."
+    if dim is not None and axis is not None: raise TypeError("pass dim or axis, not both")
+    return (axis if dim is None else dim), bool(keepdims if keepdim is None else keepdim)
+
+def reduce_sum(a: Tensor, axis=None, keepdims=False, *, dim=None, keepdim=None) -> Tensor:
+    "Sum over `axis` (or `dim`).  dx_i = dy."
+    axis, keepdims = _reduce_args(axis, keepdims, dim, keepdim)
     out = a.data.sum(axis=axis, keepdims=keepdims)
     kept = _kept(a.shape, _axes(axis, a.ndim))
     return _result(out, (a,), lambda g: (np.broadcast_to(g.reshape(kept), a.shape),))
 
-def reduce_mean(a: Tensor, axis=None, keepdims=False) -> Tensor:
-    "Mean over `axis`.  dx_i = dy / n."
+def reduce_mean(a: Tensor, axis=None, keepdims=False, *, dim=None, keepdim=None) -> Tensor:
+    "Mean over `axis` (or `dim`).  dx_i = dy / n."
+    axis, keepdims = _reduce_args(axis, keepdims, dim, keepdim)
     out = a.data.mean(axis=axis, keepdims=keepdims)
     kept = _kept(a.shape, _axes(axis, a.ndim))
-    n = a.size // max(int(np.prod(kept)), 1) if a.size else 1
+    n = a.numel() // max(int(np.prod(kept)), 1) if a.numel() else 1
     return _result(out, (a,), lambda g: (np.broadcast_to(g.reshape(kept) / n, a.shape),))
 
 def reduce_max(a: Tensor, axis=None, keepdims=False) -> Tensor:
@@ -296,12 +323,20 @@ def reshape(a: Tensor, *shape) -> Tensor:
     shape = shape[0] if len(shape) == 1 and not isinstance(shape[0], (int, np.integer)) else shape
     return _result(a.data.reshape(shape), (a,), lambda g: (g.reshape(a.shape),))
 
-def transpose(a: Tensor, *axes) -> Tensor:
-    "Permute axes like numpy (no axes: reverse them).  dx = dy with the inverse permutation."
-    axes = axes[0] if len(axes) == 1 and not isinstance(axes[0], (int, np.integer)) else axes
-    axes = tuple(range(a.ndim))[::-1] if not axes else tuple(ax % a.ndim for ax in axes)
-    inverse = tuple(np.argsort(axes))
-    return _result(a.data.transpose(axes), (a,), lambda g: (g.transpose(inverse),))
+def permute(a: Tensor, *dims) -> Tensor:
+    "The axes in the order `dims` (a tuple or separate ints; none: reversed).  dx = dy with the inverse permutation."
+    dims = dims[0] if len(dims) == 1 and not isinstance(dims[0], (int, np.integer)) else dims
+    dims = tuple(range(a.ndim))[::-1] if not dims else tuple(_dim(d, a.ndim) for d in dims)
+    if sorted(dims) != list(range(a.ndim)):
+        raise RuntimeError(f"permute: dims {dims} are not a permutation of the {a.ndim} axes")
+    inverse = tuple(np.argsort(dims))
+    return _result(a.data.transpose(dims), (a,), lambda g: (g.transpose(inverse),))
+
+def transpose(a: Tensor, dim0: int, dim1: int) -> Tensor:
+    "Axes `dim0` and `dim1` swapped (as torch's `transpose`).  dx = dy with the same two axes swapped."
+    dims = list(range(a.ndim))
+    dims[_dim(dim0, a.ndim)], dims[_dim(dim1, a.ndim)] = dims[_dim(dim1, a.ndim)], dims[_dim(dim0, a.ndim)]
+    return permute(a, dims)
 
 def broadcast_to(a: Tensor, shape) -> Tensor:
     "`a` broadcast to `shape`.  dx = dy summed over the broadcast axes."
@@ -324,9 +359,9 @@ def getitem(a: Tensor, index) -> Tensor:
         return (gx,)
     return _result(a.data[index], (a,), backward)
 
-Tensor.reshape, Tensor.transpose, Tensor.permute = reshape, transpose, transpose
+Tensor.reshape, Tensor.transpose, Tensor.permute = reshape, transpose, permute
 Tensor.broadcast_to, Tensor.__getitem__ = broadcast_to, getitem
-Tensor.T = property(lambda self: transpose(self))
+Tensor.T = property(lambda self: permute(self))
 
 # %% ../nbs/00_autograd.ipynb #69db2f20
 def exp(a: Tensor) -> Tensor:
@@ -381,6 +416,140 @@ def argmax(a: Tensor, axis=None) -> Tensor:
     return Tensor(a.data.argmax(axis=axis))
 
 Tensor.astype, Tensor.argmax = astype, argmax
+
+# %% ../nbs/00_autograd.ipynb #e57a2c3e
+try: from scipy.special import erf as _erf
+except ImportError: _erf = np.vectorize(math.erf, otypes=[np.float64])
+
+def sqrt(a: Tensor) -> Tensor:
+    "√a.  dx = dy / (2y)."
+    out = np.sqrt(a.data)
+    return _result(out, (a,), lambda g: (g / (2 * out),))
+
+def erf(a: Tensor) -> Tensor:
+    "The error function.  dx = dy 2/√π e^(-x²)."
+    out = _erf(a.data).astype(a.dtype, copy=False)
+    return _result(out, (a,), lambda g: (g * (2 / math.sqrt(math.pi)) * np.exp(-a.data * a.data),))
+
+def softmax(a: Tensor, dim: int = -1) -> Tensor:
+    "e^x / sum(e^x) along `dim`.  dx = y (dy - sum(dy y))."
+    m = a.data.max(axis=dim, keepdims=True)
+    out = np.exp(a.data - np.where(np.isfinite(m), m, 0))   # shifted by the max: no overflow
+    out /= out.sum(axis=dim, keepdims=True)
+    def backward(g):
+        gx = g * out
+        gx -= out * gx.sum(axis=dim, keepdims=True)
+        return (gx,)
+    return _result(out, (a,), backward)
+
+Tensor.sqrt, Tensor.erf, Tensor.softmax = sqrt, erf, softmax
+
+# %% ../nbs/00_autograd.ipynb #f32bc8ca
+def _as_array(x): return x.data if isinstance(x, Tensor) else np.asarray(x)
+
+def masked_fill(a: Tensor, mask, value) -> Tensor:
+    "`a` with `value` where `mask` (broadcast to a's shape) is true.  dx = dy where mask is false, else 0."
+    mask = np.broadcast_to(_as_array(mask), a.shape)
+    if mask.dtype != np.bool_: raise TypeError(f"masked_fill: mask must be boolean, got dtype {mask.dtype}")
+    return _result(np.where(mask, np.asarray(value, a.dtype), a.data), (a,), lambda g: (np.where(mask, 0, g),))
+
+def where(condition, input, other) -> Tensor:
+    "`input` where `condition` holds, `other` elsewhere (broadcast together).  d/dinput = [c], d/dother = [not c]."
+    c = _as_array(condition).astype(bool)
+    a = input if isinstance(input, Tensor) else None
+    b = other if isinstance(other, Tensor) else None
+    like = a if a is not None else b
+    a, b = _lift(input, like), _lift(other, like)
+    return _result(np.where(c, a.data, b.data), (a, b),
+                   lambda g: (_grad_for(a, np.where(c, g, 0)), _grad_for(b, np.where(c, 0, g))))
+
+def cat(tensors, dim: int = 0) -> Tensor:
+    "Join tensors along axis `dim`.  Each input's gradient is its slice of dy."
+    tensors = list(tensors)
+    if not tensors: raise RuntimeError("cat: expected a non-empty list of Tensors")
+    dim = _dim(dim, tensors[0].ndim)
+    ends = np.cumsum([t.shape[dim] for t in tensors])[:-1]
+    return _result(np.concatenate([t.data for t in tensors], axis=dim), tuple(tensors),
+                   lambda g: tuple(np.split(g, ends, axis=dim)))
+
+def stack(tensors, dim: int = 0) -> Tensor:
+    "Join same-shaped tensors along a new axis `dim`."
+    tensors = list(tensors)
+    if not tensors: raise RuntimeError("stack: expected a non-empty list of Tensors")
+    return cat([unsqueeze(t, dim) for t in tensors], dim)
+
+def split(a: Tensor, split_size_or_sections, dim: int = 0) -> tuple:
+    "Pieces of `a` along `dim`: of `split_size_or_sections` each (the last may be smaller), or of the listed sizes."
+    dim, n = _dim(dim, a.ndim), a.shape[_dim(dim, a.ndim)]
+    if isinstance(split_size_or_sections, (int, np.integer)):
+        if split_size_or_sections <= 0: raise RuntimeError(f"split expects split_size be positive, got {split_size_or_sections}")
+        sizes = [min(split_size_or_sections, n - s) for s in range(0, n, split_size_or_sections)]
+    else:
+        sizes = list(split_size_or_sections)
+        if sum(sizes) != n:
+            raise RuntimeError(f"split_with_sizes expects split_sizes to sum exactly to {n} (input tensor's size at dimension {dim}), but got split_sizes={sizes}")
+    starts = np.cumsum([0] + sizes[:-1])
+    lead = (slice(None),) * dim
+    return tuple(a[lead + (slice(s, s + k),)] for s, k in zip(starts, sizes))
+
+def chunk(a: Tensor, chunks: int, dim: int = 0) -> tuple:
+    "`a` cut into `chunks` pieces along `dim` (as equal as possible, the last may be smaller)."
+    if chunks <= 0: raise RuntimeError(f"chunk expects `chunks` to be greater than 0, got: {chunks}")
+    return split(a, max(1, -(-a.shape[_dim(dim, a.ndim)] // chunks)), dim)
+
+def unsqueeze(a: Tensor, dim: int) -> Tensor:
+    "`a` with a new axis of length 1 at `dim`."
+    dim = _dim(dim, a.ndim + 1)
+    return a.reshape(a.shape[:dim] + (1,) + a.shape[dim:])
+
+def squeeze(a: Tensor, dim=None) -> Tensor:
+    "`a` without its axes of length 1 (or only axis `dim`, if it has length 1)."
+    if dim is None: return a.reshape(tuple(n for n in a.shape if n != 1))
+    dim = _dim(dim, a.ndim)
+    return a if a.shape[dim] != 1 else a.reshape(a.shape[:dim] + a.shape[dim + 1:])
+
+def flatten(a: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+    "Axes start_dim..end_dim merged into one."
+    if a.ndim == 0: return a.reshape(1)
+    s, e = _dim(start_dim, a.ndim), _dim(end_dim, a.ndim)
+    return a.reshape(a.shape[:s] + (-1,) + a.shape[e + 1:])
+
+def var(a: Tensor, dim=None, *, correction: int = 1, keepdim: bool = False) -> Tensor:
+    "Mean squared deviation from the mean over `dim`, divided by n - correction (1: unbiased, 0: biased)."
+    d = a - a.mean(axis=dim, keepdims=True)
+    n = a.numel() // max(np.mean(a.data, axis=dim, keepdims=True).size, 1)
+    return (d * d).sum(axis=dim, keepdims=keepdim) / max(n - correction, 0)
+
+Tensor.masked_fill, Tensor.split, Tensor.chunk = masked_fill, split, chunk
+Tensor.unsqueeze, Tensor.squeeze, Tensor.flatten, Tensor.var = unsqueeze, squeeze, flatten, var
+
+# %% ../nbs/00_autograd.ipynb #b4d8ec62
+_TENSOR_HINTS = {
+    'view': "use .reshape(...)", 'contiguous': "drop the call: minima Tensors need no .contiguous()",
+    'cuda': "minima computes with numpy on the CPU", 'cpu': "minima Tensors are always on the CPU; drop the call",
+    'device': "minima Tensors are numpy arrays on the CPU", 'to': "use .astype(dtype) to change the dtype",
+    'float': "use .astype(np.float32)", 'double': "use .astype(np.float64)", 'long': "use .astype(np.int64)",
+    'clone': "use minima.tensor(x) for a copy", 'tolist': "use .numpy().tolist()", 'ndimension': "use .dim()",
+    'shape_as': "use .shape", 'requires_grad_': "set .requires_grad = True on a leaf",
+}
+
+def _attribute_error(obj, name: str, hints: dict) -> AttributeError:
+    "An AttributeError naming `name`, with the hint for it or the closest existing names."
+    import difflib
+    kind = type(obj).__name__
+    if name in hints: hint = hints[name]
+    elif name.endswith('_') and not name.startswith('_'):
+        hint = f"minima has no in-place tensor methods; write the out-of-place `{name[:-1]}` or update `.data` (a numpy array) under no_grad()"
+    else:
+        close = difflib.get_close_matches(name, [n for n in dir(obj) if not n.startswith('_')], n=3)
+        hint = f"did you mean {', '.join(map(repr, close))}?" if close else ""
+    return AttributeError(f"'{kind}' object has no attribute '{name}'" + (f"; {hint}" if hint else ""))
+
+def _tensor_getattr(self, name):
+    if name.startswith('__'): raise AttributeError(name)
+    raise _attribute_error(self, name, _TENSOR_HINTS)
+
+Tensor.__getattr__ = _tensor_getattr
 
 # %% ../nbs/00_autograd.ipynb #ce44dcd7
 def numerical_grad(f, *xs: np.ndarray, h: float = 1e-6) -> list:

@@ -214,9 +214,28 @@ def _read_arrays(f, decl):
     return arrays
 
 # %% ../nbs/05_checkpoint.ipynb #0b5d87f2
-def load(path, # checkpoint written by `save`
-        ):
+def _check_load_keywords(map_location, pickle_module, weights_only, mmap, pickle_load_args):
+    "torch.load's keywords: accepted where they mean something for numpy arrays in CPU memory, refused otherwise."
+    def on_cpu(d): return d is None or str(d) == 'cpu'      # 'cpu' or torch.device('cpu')
+    targets = list(map_location.values()) if isinstance(map_location, dict) else [map_location]
+    if callable(map_location) or not all(on_cpu(t) for t in targets):
+        raise RuntimeError(f"load: map_location={map_location!r} cannot be honoured: minima loads numpy arrays into CPU memory; "
+                           "pass map_location=None or 'cpu'")
+    if weights_only not in (None, True, False): raise TypeError(f"load: weights_only must be None, True or False, got {weights_only!r}")
+    if pickle_module is not None:
+        raise ValueError("load: pickle_module is not used: a minima checkpoint contains no pickle (arrays and JSON only)")
+    if mmap not in (None, False): raise ValueError("load: mmap=True is not supported: arrays are read into memory")
+    if pickle_load_args:
+        raise TypeError(f"load: unexpected keyword arguments {sorted(pickle_load_args)}: a minima checkpoint contains no pickle")
+
+def load(path,               # checkpoint written by `save`
+         map_location=None,  # as torch.load: None or 'cpu' (arrays are numpy, in CPU memory); anything else is refused
+         pickle_module=None, # as torch.load; must be None: nothing is unpickled
+         *, weights_only=None,   # as torch.load; accepted, with no effect: a minima checkpoint never runs code
+         mmap=None,          # as torch.load; None or False
+         **pickle_load_args):
     "Load a checkpoint written by `save`; refuses (with `CheckpointError`) anything else, running no code from the file."
+    _check_load_keywords(map_location, pickle_module, weights_only, mmap, pickle_load_args)
     path = os.fspath(path)
     with open(path, 'rb') as f:
         try:
