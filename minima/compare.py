@@ -192,7 +192,7 @@ def save_record(out, record:dict)->Path:
     os.replace(tmp, path)
     return path
 
-# %% ../nbs/07_compare.ipynb #6a55281b
+# %% ../nbs/07_compare.ipynb #b50765f9
 _SLOT = None # this worker's line for its progress bar
 
 def _start_worker(counter):
@@ -235,12 +235,14 @@ def executor(workers:int=None, # local worker processes (None: one per core; 1: 
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
     context = mp.get_context('fork' if 'fork' in mp.get_all_start_methods() else 'spawn')
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
-                             initargs=(context.Value('i', 0),)) as pool:
-        def run(trials):
-            futures = {pool.submit(_pool_trial, t, progress): t for t in trials}
-            for f in as_completed(futures): yield futures[f], f.result()
-        yield run
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=(context.Value('i', 0),))
+    def run(trials):
+        futures = {pool.submit(_pool_trial, t, progress): t for t in trials}
+        for f in as_completed(futures): yield futures[f], f.result()
+    try: yield run
+    except BaseException:  # Ctrl-C or an error: drop the queued trials instead of waiting for them
+        pool.shutdown(wait=False, cancel_futures=True); raise
+    pool.shutdown()
 
 # %% ../nbs/07_compare.ipynb #8a230491
 def run_trials(trials:list, # `Trial`s
@@ -570,7 +572,7 @@ def parse_args(argv=None)->argparse.Namespace:
     else: a.client = None
     return a
 
-# %% ../nbs/07_compare.ipynb #737cd515
+# %% ../nbs/07_compare.ipynb #11704d89
 def run(argv=None)->list:
     "Parse `argv` (default: `sys.argv[1:]`), run the comparison, print the tables, write the report; return the records."
     a = parse_args(argv)
@@ -596,8 +598,11 @@ def run(argv=None)->list:
     return records
 
 def main(argv=None)->None:
-    "Entry point of `python -m minima.compare` and `minima-compare`: exit code 1 if no trial finished, 2 for bad arguments."
-    records = run(argv)
+    "Entry point of `python -m minima.compare` and `minima-compare`: exit code 1 if no trial finished, 2 for bad arguments, 130 if interrupted."
+    try: records = run(argv)
+    except KeyboardInterrupt:
+        print('\nminima-compare: interrupted; the finished trials are saved: the same command resumes from them', file=sys.stderr)
+        sys.exit(130)
     if not any(r['status'] == 'ok' for r in records):
         sys.exit('minima-compare: no trial finished: every one diverged or failed (see the table)')
 

@@ -237,3 +237,18 @@ def test_table_of_a_problem_where_all_diverged():
     rows = [dict(optimizer='sgd', status='diverged'), dict(optimizer='adam', status='failed')]
     lines = format_table(rows, 'accuracy').splitlines()
     assert len({len(l) for l in lines}) == 1 and 'diverged' in lines[2] and 'failed' in lines[3]
+
+
+def test_interrupt_exits_130_with_one_line_and_keeps_finished_trials(tmp_path):
+    proc = subprocess.Popen([sys.executable, '-m', 'minima.compare', '--problem', 'mlp', '--workers', '2', '--out', str(tmp_path), '--no-progress'],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.time() + 120
+    while not list((tmp_path / 'trials').glob('*.json')) and time.time() < deadline: time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    t0 = time.time()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and time.time() - t0 < 20
+    assert err.strip().splitlines()[-1].startswith('minima-compare: interrupted; the finished trials are saved')
+    assert 'Traceback' not in err
+    assert all(json.loads(p.read_text())['status'] == 'ok' for p in (tmp_path / 'trials').glob('*.json'))
