@@ -20,7 +20,7 @@ from . import init, optim
 from .data import DataLoader, TensorDataset
 from .problems import PROBLEMS, digits
 
-# %% ../nbs/07_compare.ipynb #2ae1d01c
+# %% ../nbs/07_compare.ipynb #13c5fcda
 _REGISTERED = {} # lower-case name -> (make, default lr)
 
 def register_optimizer(name:str, # the name `--optimizers` takes (matched case-insensitively)
@@ -60,7 +60,11 @@ def find_optimizer(name:str)->tuple: # (make, default lr)
     default = inspect.signature(cls).parameters['lr'].default
     return cls, (default if isinstance(default, (int, float)) else 1e-3)
 
-register_optimizer('momentum', lambda params, lr: optim.SGD(params, lr=lr, momentum=0.9), lr=0.01)
+def _sgd_momentum(params, lr):
+    "SGD with momentum 0.9."
+    return optim.SGD(params, lr=lr, momentum=0.9)
+
+register_optimizer('momentum', _sgd_momentum, lr=0.01)
 
 # %% ../nbs/07_compare.ipynb #68e9614f
 @dataclass(frozen=True)
