@@ -9,9 +9,9 @@ __all__ = ['DIVERGED_FACTOR', 'DEFAULT_OPTIMIZERS', 'QUICK_OPTIMIZERS', 'DEFAULT
            'format_table', 'plot_curves', 'plot_lr_sensitivity', 'performance_profile', 'plot_profile', 'write_report',
            'parse_args', 'run', 'main']
 
-# %% ../nbs/07_compare.ipynb #e16303ae
+# %% ../nbs/07_compare.ipynb #a60b7dc8
 import argparse, contextlib, hashlib, html, inspect, json, math, os, sys, time, traceback
-from dataclasses import dataclass, asdict, replace
+from dataclasses import dataclass, asdict
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +20,7 @@ from . import init, optim
 from .data import DataLoader, TensorDataset
 from .problems import PROBLEMS, digits
 
-# %% ../nbs/07_compare.ipynb #13c5fcda
+# %% ../nbs/07_compare.ipynb #9ced4455
 _REGISTERED = {} # lower-case name -> (make, default lr)
 
 def register_optimizer(name:str, # the name `--optimizers` takes (matched case-insensitively)
@@ -57,8 +57,8 @@ def find_optimizer(name:str)->tuple: # (make, default lr)
     classes = _optimizer_classes()
     cls = classes.get(key) or _by_lower_case(key.lower(), classes)
     if cls is None: raise KeyError(f"unknown optimizer {name!r}; choose from {', '.join(optimizer_names())}")
-    default = inspect.signature(cls).parameters['lr'].default
-    return cls, (default if isinstance(default, (int, float)) else 1e-3)
+    lr = inspect.signature(cls).parameters.get('lr')
+    return cls, (lr.default if lr is not None and isinstance(lr.default, (int, float)) else 1e-3)
 
 def _sgd_momentum(params, lr):
     "SGD with momentum 0.9."
