@@ -18,6 +18,7 @@ py_versions = '3.11 3.12 3.13'.split()
 requirements = shlex.split(cfg.get('requirements', ''))
 dev_requirements = shlex.split(cfg.get('dev_requirements', ''))
 examples_requirements = shlex.split(cfg.get('examples_requirements', ''))
+dask_requirements = shlex.split(cfg.get('dask_requirements', ''))
 min_python = cfg['min_python']
 lic = licenses.get(cfg['license'].lower(), (cfg['license'], None))
 scripts = [s.strip() for s in cfg.get('console_scripts', '').split('\n') if s.strip()]
@@ -34,8 +35,8 @@ setuptools.setup(
     packages=setuptools.find_packages(include=['minima', 'minima.*']),
     include_package_data=True,
     install_requires=requirements,
-    extras_require={'dev': dev_requirements, 'examples': examples_requirements,
-                    'all': dev_requirements + examples_requirements},
+    extras_require={'dev': dev_requirements, 'examples': examples_requirements, 'dask': dask_requirements,
+                    'all': dev_requirements + examples_requirements + dask_requirements},
     python_requires='>=' + min_python,
     long_description=open('README.md', encoding='utf-8').read(),
     long_description_content_type='text/markdown',

@@ -6,7 +6,7 @@
 __all__ = ['Dataset', 'TensorDataset', 'DataLoader', 'load_digits', 'read_idx', 'mnist_paths', 'load_mnist', 'write_idx']
 
 # %% ../nbs/03_data.ipynb #8a16416e
-import gzip
+import gzip, zlib
 from pathlib import Path
 import numpy as np
 from .autograd import Tensor
@@ -82,11 +82,16 @@ def read_idx(path) -> np.ndarray:
     "Read an IDX file (optionally gzip-compressed) into a numpy array in native byte order."
     path = Path(path)
     with open(path, 'rb') as f: raw = f.read()
-    if raw[:2] == b'\x1f\x8b': raw = gzip.decompress(raw)
+    if raw[:2] == b'\x1f\x8b':
+        try: raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as e: # BadGzipFile is an OSError; a cut-short file raises EOFError
+            raise ValueError(f"{path}: corrupt gzip data: {e}") from None
     if len(raw) < 4 or raw[:2] != b'\x00\x00' or raw[2] not in _IDX_TYPES:
         raise ValueError(f"{path} is not an IDX file: it starts with bytes {raw[:4]!r}, "
                          "expected 0x00 0x00, a type byte (0x08-0x0E) and the number of axes")
     dtype, ndim = np.dtype(_IDX_TYPES[raw[2]]), raw[3]
+    if len(raw) < 4 + 4 * ndim:
+        raise ValueError(f"{path}: the header is cut short: {ndim} axes need {4 + 4 * ndim} header bytes, the file has {len(raw)}")
     shape = tuple(int(n) for n in np.frombuffer(raw, '>u4', count=ndim, offset=4))
     expected = 4 + 4 * ndim + dtype.itemsize * int(np.prod(shape))
     if len(raw) != expected:

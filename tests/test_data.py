@@ -173,3 +173,26 @@ def test_load_mnist_count_mismatch(tmp_path):
     write_idx(tmp_path / 'train-labels-idx1-ubyte.gz', np.zeros(5, np.uint8))
     with pytest.raises(ValueError, match="6 images but 5 labels"):
         load_mnist(tmp_path)
+
+
+@pytest.mark.parametrize('name, mangle, words', [
+    ('cut.gz', lambda raw: gzip.compress(raw)[:30], 'corrupt gzip data'),
+    ('crc.gz', lambda raw: gzip.compress(raw)[:-8] + b'\0' * 8, 'corrupt gzip data'),
+    ('garbled.gz', lambda raw: b'\x1f\x8b' + bytes(range(40)), 'corrupt gzip data'),
+    ('header', lambda raw: raw[:6], 'header is cut short'),
+    ('body', lambda raw: raw[:-1], 'header says shape (4, 5)'),
+])
+def test_corrupt_idx_files_raise_value_error_naming_the_file(tmp_path, name, mangle, words):
+    raw = bytes([0, 0, 8, 2, 0, 0, 0, 4, 0, 0, 0, 5]) + bytes(range(20))
+    (tmp_path / name).write_bytes(mangle(raw))
+    with pytest.raises(ValueError) as e:
+        read_idx(tmp_path / name)
+    assert words in str(e.value) and str(tmp_path / name) in str(e.value)
+
+
+def test_load_mnist_with_a_corrupt_file(tmp_path):
+    write_mnist(tmp_path)
+    path = tmp_path / 't10k-labels-idx1-ubyte.gz'
+    path.write_bytes(path.read_bytes()[:-5])
+    with pytest.raises(ValueError, match='t10k-labels-idx1-ubyte.gz: corrupt gzip data'):
+        load_mnist(tmp_path)
