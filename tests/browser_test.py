@@ -42,12 +42,14 @@ class Page(HTMLParser):
         self.n_math, self.n_block_math, self.imgs, self.styles, self.scripts = 0, 0, [], [], 0
         self._in_style = False
         self.pres, self.title, self._in_title, self.h3, self._in_h3, self.pre_h3 = [], '', False, [], False, []
+        self.anchors, self._a, self.sidebar = [], None, []  # (href, text) of every link; of the sidebar's
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
         if tag not in ('br', 'img', 'hr', 'meta', 'link', 'input', 'source', 'col', 'embed', 'wbr'): self.stack.append(tag)
         if 'id' in a: self.ids.add(a['id'])
         if tag == 'a' and a.get('name'): self.ids.add(a['name'])
-        if tag == 'a' and a.get('href') is not None: self.links.append(a['href'])
+        if tag == 'a' and a.get('href') is not None:
+            self.links.append(a['href']); self._a = [a['href'], '', 'nav' in self.stack]
         if tag == 'math':
             self.n_math += 1
             if a.get('display') == 'block': self.n_block_math += 1
@@ -71,9 +73,12 @@ class Page(HTMLParser):
         if tag == 'style': self._in_style = False
         if tag == 'h1': self._in_title = False
         if tag == 'h3': self._in_h3 = False
+        if tag == 'a' and self._a is not None:
+            (self.sidebar if self._a[2] else self.anchors).append((self._a[0], self._a[1].strip())); self._a = None
     def handle_data(self, data):
         if self._in_title: self.title += data
         if self._in_h3: self.h3[-1] += data
+        if self._a is not None: self._a[1] += data
         if 'pre' in self.stack and self.pres: self.pres[-1] += data
         if self._in_style: self.styles.append(data)
         if not SKIP_TEXT.intersection(self.stack): self.text.append(data)
@@ -165,6 +170,7 @@ def check_site(site: Path, nbs: Path, problems: list) -> dict:
             if not target.exists(): problems.append(f'{name}: link {href} -> missing file'); continue
             if sp.fragment and rel in parsed and unquote(sp.fragment) not in parsed[rel].ids:
                 problems.append(f'{name}: link {href} -> no id {sp.fragment!r} in {rel}')
+    check_titles(nbs, parsed, problems)
     # reachability from the index
     seen, todo = {'index.html'}, deque(['index.html'])
     while todo:
@@ -178,6 +184,35 @@ def check_site(site: Path, nbs: Path, problems: list) -> dict:
                 if r in parsed and r not in seen: seen.add(r); todo.append(r)
     for name in sorted(set(parsed) - seen): problems.append(f'{name}: not reachable from index.html')
     return parsed
+
+def first_heading(nb: Path) -> str:
+    for c in json.loads(nb.read_text())['cells']:
+        if c['cell_type'] == 'markdown':
+            m = re.search(r'^#\s+(.+?)\s*$', ''.join(c['source']), re.M)
+            if m: return m.group(1)
+    return ''
+
+def check_titles(nbs: Path, parsed: dict, problems: list):
+    """One naming scheme: a page's title is its notebook's first heading with a capital first letter (the
+    project's name stays as it is written); the sidebar names every page by that title, on every page;
+    titles are unique; a link from the home page to a page uses the page's title as its text."""
+    titles = {}
+    for nb, page in notebook_pages(nbs).items():
+        if page not in parsed: continue
+        h = first_heading(nb)
+        want = h if h.split(' ')[0] == 'minima' else h[:1].upper() + h[1:]
+        if parsed[page].title.strip() != want: problems.append(f'{page}: title {parsed[page].title.strip()!r}, its notebook\'s first heading is {h!r}')
+        titles[page] = parsed[page].title.strip()
+    for t in {t for t in titles.values() if list(titles.values()).count(t) > 1}: problems.append(f'two pages are titled {t!r}')
+    for name, pg in parsed.items():
+        side = {urlsplit(h).path.split('/')[-1]: t for h, t in pg.sidebar if h.endswith('.html') and '/src/' not in h and not h.startswith('src/')}
+        for page, t in titles.items():
+            if page == 'index.html': continue
+            if side.get(page) != t: problems.append(f'{name}: the sidebar names {page} {side.get(page)!r}, its title is {t!r}')
+    for href, text in parsed.get('index.html', Page()).anchors:
+        page = urlsplit(href).path
+        if page in titles and not urlsplit(href).fragment and text != titles[page]:
+            problems.append(f'index.html: the link to {page} says {text!r}, the page is titled {titles[page]!r}')
 
 def _check_data_uri(name, uri, problems):
     head, _, b64 = uri.partition(',')
@@ -295,16 +330,19 @@ def live_checks(site: Path, parsed: dict, problems: list, query='Nesterov', want
     threading.Thread(target=server.serve_forever, daemon=True).start()
     exe = find_chromium()
     if not exe: raise SystemExit('FAIL: chromium not found (Debian: apt-get install -y chromium)')
-    with tempfile.TemporaryDirectory() as prof:
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as prof:
         proc = subprocess.Popen([exe, '--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
                                  '--disable-component-update', '--disable-sync', '--no-first-run', f'--user-data-dir={prof}',
                                  '--window-size=1400,1000', f'http://127.0.0.1:{server.server_port}/__probe__.html'],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         t0 = time.time()
         while 'data' not in result and time.time() - t0 < timeout and proc.poll() is None: time.sleep(0.2)
-        proc.terminate()
+        import signal
+        try: os.killpg(proc.pid, signal.SIGTERM)  # chromium and the helper processes it started
+        except ProcessLookupError: pass
         try: proc.wait(20)
-        except subprocess.TimeoutExpired: proc.kill(); proc.wait()
+        except subprocess.TimeoutExpired: os.killpg(proc.pid, signal.SIGKILL); proc.wait()
+        time.sleep(0.5)
     server.shutdown()
     r = result.get('data')
     if not r: problems.append(f'browser: the probe page reported nothing within {timeout} s'); return {}

@@ -475,9 +475,9 @@ def _pandoc(md: str, template: Path, toc: bool, variables: dict) -> str:
     return pypandoc.convert_text(md, 'html5', format='markdown-raw_tex', extra_args=args)
 
 def _title_of(fm, name):
-    "A page's title: its notebook's first heading (nbdev puts it in the front matter), first letter capital."
+    "A page's title: its notebook's first heading (nbdev puts it in the front matter), with a capital first letter."
     t = str(fm.get('title') or re.sub(r'^\d+[a-z]?_', '', Path(name).stem).replace('_', ' ')).strip()
-    return t[:1].upper() + t[1:]
+    return t if t.split(' ')[0] == _cfg().get('lib_name', 'minima') else t[:1].upper() + t[1:]
 
 def _sources(lib: str) -> list:
     return [p.relative_to(ROOT).as_posix() for p in sorted((ROOT / lib).rglob('*.py'))
@@ -523,9 +523,12 @@ def render_site(proc: Path, out: Path, nbs: Path) -> list:
         pages.append(dict(src=p, file=file, title=_title_of(fm, p.name), description=fm.get('description', ''), md=md))
     sources = _sources(cfg.get('lib_path', 'minima'))
     nb_pages = {pg['src'].name: pg['file'] for pg in pages}  # links to notebooks become links to their pages
+    repo = f"{cfg.get('git_url', '').rstrip('/')}/blob/{cfg.get('branch', 'main')}/"
     def nb_links(h: str) -> str:
-        return re.sub(r'href="(?:\./)?([\w.-]+\.ipynb)(#[^"]*)?"',
-                      lambda m: f'href="{nb_pages[m.group(1)]}{m.group(2) or ""}"' if m.group(1) in nb_pages else m.group(0), h)
+        "Links to notebooks become links to their pages; links to repository files (`../x`) go to the repository."
+        h = re.sub(r'href="(?:\./)?([\w.-]+\.ipynb)(#[^"]*)?"',
+                   lambda m: f'href="{nb_pages[m.group(1)]}{m.group(2) or ""}"' if m.group(1) in nb_pages else m.group(0), h)
+        return re.sub(r'href="\.\./([^"#]+)"', lambda m: f'href="{repo}{m.group(1)}"', h)
     for pg in pages:
         meta = f"---\ntitle: {json.dumps(pg['title'])}\ndescription: {json.dumps(str(pg['description']))}\n---\n\n"
         html_s = _pandoc(meta + pg['md'], tmpl, True, {
