@@ -14,7 +14,16 @@ checks the picture. Fails (exit code 1, one line per problem) when:
 - a relative link or its `#fragment` points nowhere (this covers the API entries' source links);
 - an exported function or class (a module's `__all__`) has no API entry (or no source link) on its page;
 - a notebook with stored plots has no embedded image on its page, or an embedded image is corrupt;
-- the screenshot is missing, small, or blank.
+- the screenshot is missing, small, or blank;
+- an API entry shows `VAR_POSITIONAL`/`_ParameterKind`, or its signature twice (signature block and the
+  source shown with it); a table has a column that is empty in every row;
+- a page's title is not its notebook's first heading (capital first letter), the sidebar names a page
+  otherwise, or a home-page link to a page says something else than the page's title;
+- a paragraph ends in a colon with nothing after it (a heading or the end of the page follows);
+- a page other than the credits page (sources.html) speaks of the seed documents by their names;
+- in Chromium, over http: a display equation has a vertical scrollbar or is cut off (scrollHeight
+  above clientHeight) at 1280 or 420 px, or is wider than its box without scrolling sideways; typing
+  "Nesterov" into the search box does not list first, and land on, the page titled SGD.
 Chromium comes from Debian's `chromium` package (`apt-get install -y chromium`).
 """
 import argparse, ast, base64, binascii, json, os, re, shutil, subprocess, sys, tempfile

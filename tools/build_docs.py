@@ -4,20 +4,25 @@
     python tools/build_docs.py            # process nbs/ -> _proc/, render _proc/ -> _docs/
     python tools/build_docs.py --no-proc  # reuse _proc/ as it is and only render
 
-Two stages:
+Three stages:
 
 1. nbdev's notebook processing: the same processors `nbdev_proc_nbs` runs (`FilterDefaults`:
    front matter, `show_doc` cells added after every exported symbol and executed, `#| hide` and
    export cells removed, backticked names linked). It writes processed notebooks to `_proc/`.
    The `nbdev_proc_nbs` command itself also tries to install Quarto and to `pip install -e` the
-   package, so this script calls the processing directly. `show_doc` gets a parameter table
-   (name, type, default, details from the docments comments) under each signature.
+   package, so this script calls the processing directly. Each API entry (`show_doc`) shows the
+   signature once, as Python writes it (`*args`, `**kwargs`, no comments), and under it a table of
+   the parameters (type, default, and the docments comment, whose math pandoc typesets), without
+   the columns that are empty for every parameter. Where the page shows the source of the same
+   function (nbdev's `exports` cells), the signature block is left out: the source says it.
 2. pandoc (from the `pypandoc-binary` wheel) turns each processed notebook into an HTML page with
    `--mathml`: equations become MathML, which browsers typeset with no JavaScript and no network.
    Every page gets a sidebar linking all pages (ordered by file name, titled by each notebook's
    first heading), a table of contents, code cells with their outputs, plots embedded as data
    URIs, and `nbs/styles.css`. Source links point to line-numbered copies of the modules under
    `_docs/src/`, so they work offline and on a published site alike.
+3. Pagefind (the `pagefind[extended]` wheel) indexes the pages for the search box in every page's
+   sidebar. Search needs the site served over http (`python -m http.server -d _docs`).
 
 Users who have Quarto can still run `nbdev_docs`: `nbs/_quarto.yml` sets the same math method.
 """
@@ -438,7 +443,7 @@ footer { color: #6c757d; font-size: .85rem; margin-top: 3rem; border-top: 1px so
 <main$if(indexed)$ data-pagefind-body$endif$>
 <header class="page">
 <h1 class="title">$if(title)$$title$$else$$pagetitle$$endif$</h1>
-$if(description)$<p class="description">$description$</p>$endif$
+$if(description)$<p class="description" data-pagefind-weight="7">$description$</p>$endif$
 </header>
 $if(toc)$
 <nav id="TOC" aria-label="Contents">
@@ -545,7 +550,8 @@ def render_site(proc: Path, out: Path, nbs: Path) -> list:
 def build_search_index(out: Path):
     """Index the site with Pagefind (the `pagefind[extended]` wheel ships its binary; no network). It writes
     `pagefind/` with the search box every page loads. Only the notebook pages are indexed (their `<main>`
-    carries `data-pagefind-body`), not the source listings. Search runs where the site is served over
+    carries `data-pagefind-body`), not the source listings; a page's one-line summary weighs as much as
+    its title, so a word the summary names finds that page before pages that merely mention it. Search runs where the site is served over
     http(s), e.g. `python -m http.server -d _docs`; browsers refuse its requests on `file://` pages."""
     import subprocess
     r = subprocess.run([sys.executable, '-m', 'pagefind', '--site', str(out)], capture_output=True, text=True)
