@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite: library/notebook sync, every notebook's tests, pytest, and the docs site
-# with its browser check. Any failure stops the script with a non-zero exit code.
+# The whole test suite: library/notebook sync, every notebook's tests, pytest (with every docs page's
+# examples run in a fresh interpreter, tests/test_page_examples.py), and the docs site with its search
+# index and its browser check. Any failure stops the script with a non-zero exit code.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # small matrices: one BLAS thread per process keeps the parallel notebook runs from oversubscribing the cores
@@ -34,7 +35,7 @@ if [ "$expected" -eq 0 ] || [ "$ran" -ne "$expected" ]; then
 fi
 echo "nbdev_test: $ran notebooks passed"
 
-echo "== 3/5 pytest"
+echo "== 3/5 pytest (the docs pages' examples included)"
 # the reference comparisons need torch 2.13: fail here rather than let them skip
 python -c "import torch, sys; v = torch.__version__; print('torch', v); sys.exit(0 if v.startswith('2.13.0') else 'torch 2.13.0 is required for the reference comparisons, found ' + v)"
 set +e
@@ -44,10 +45,10 @@ set -e
 if [ "$status" -eq 5 ]; then echo "FAIL: pytest collected no tests"; exit 1; fi
 if [ "$status" -ne 0 ]; then exit "$status"; fi
 
-echo "== 4/5 docs site"
+echo "== 4/5 docs site and its search index (Pagefind)"
 python tools/build_docs.py
 
-echo "== 5/5 browser test of the docs site"
+echo "== 5/5 browser test of the docs site (equations, API tables, search)"
 if ! command -v chromium >/dev/null 2>&1; then
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null

@@ -69,20 +69,56 @@ def test_pandoc_mathml_page(tmp_path):
     html = bd._pandoc('---\ntitle: "T"\n---\n\n$\\theta_t = \\frac{a}{b}$\n\n$$\\hat m_t = \\beta_1 m$$\n', tmpl, True,
                       {'pagetitle': 'T', 'root': '', 'sitename': 's', 'sitedescription': 'd'})
     p = bt.Page(); p.feed(html)
-    assert p.n_math == 2 and p.n_block_math == 1 and p.scripts == 0
+    assert p.n_math == 2 and p.n_block_math == 1
+    # the only scripts are the search box's (Pagefind, local files); the math needs none
+    assert p.scripts == 2 and [r[2] for r in p.resources if r[0] == 'script'] == ['pagefind/pagefind-ui.js']
+    assert 'data-pagefind-body' not in html                       # the template indexes a page only when asked
+    assert 'id="search"' in bd._sidebar([dict(file='a.html', title='A')], 'a.html')  # the search box is in the sidebar
     text = ' '.join(p.text)
     assert '\\frac' not in text and '\\theta' not in text and '$' not in text
 
+def _doc_example(a:int, # the first
+                 *shape, # sizes, one per axis
+                 b:float=0.5, # $\beta$ factor
+                 dtype=np.float32, **kwargs)->str: # the result
+    "Doc."
+
 def test_parameter_table():
-    from fastcore.docments import docments
-    def f(a:int, # the first
-          b:float=0.5, # $\beta$ factor
-         )->str: # the result
-        "Doc."
-    tbl = bd._param_table(docments(f, full=True))
+    tbl = bd._param_table(_doc_example)
     assert '| **a** | `int` |  | the first |' in tbl
-    assert '| **b** | `float` | `0.5` | $\\beta$ factor |' in tbl
-    assert '| **Returns** | `str` |  | the result |' in tbl
+    assert '| **\\*shape** |  |  | sizes, one per axis |' in tbl          # *args as Python writes it
+    assert '| **b** | `float` | `0.5` | $\\beta$ factor |' in tbl          # math left to pandoc
+    assert '| **dtype** |  | `np.float32` |  |' in tbl                     # a class by name, not <class ...>
+    assert '| **\\*\\*kwargs** |' in tbl and '| **Returns** | `str` |  | the result |' in tbl
+    assert 'VAR_POSITIONAL' not in tbl and '_ParameterKind' not in tbl
+
+def test_signature_as_python_writes_it():
+    sig = bd._signature_md('_doc_example', bd._signature(_doc_example))
+    assert '*shape, ' in sig and '**kwargs)' in sig and 'dtype=np.float32' in sig and 'VAR_' not in sig
+    assert '#' not in sig                                                  # comments go to the table
+    class M:
+        def __init__(self, *args, **kwargs): pass
+        def step(self, closure=None): pass
+    assert bd._signature_md('M', bd._signature(M)) == '```python\nM(*args, **kwargs)\n```'
+    assert bd._signature_md('M.step', bd._signature(M.step)) == '```python\nM.step(closure=None)\n```'
+
+def test_empty_columns_are_dropped():
+    def f(x, y=1): "No types, no comments."
+    tbl = bd._param_table(f)
+    assert tbl.splitlines()[2] == '|  | Default |' and 'Type' not in tbl and 'Details' not in tbl
+    def g(x, y): "Only names: the signature says it all."
+    assert bd._param_table(g) == ''
+
+def test_signature_dropped_when_the_source_is_shown():
+    entry = (f'---\n\n### sgd_update\n\n{bd.SIG_START}\n\n```python\nsgd_update(param)\n```\n\n{bd.SIG_END}\n\n*One step.*')
+    nb = dict(cells=[code('#| echo: false\n#| output: asis\nshow_doc(sgd_update)',
+                          [dict(output_type='display_data', data={'text/markdown': entry})]),
+                     code('#| code-fold: show\n#| code-summary: "Exported source"\ndef sgd_update(param): pass')])
+    _, body = bd.notebook_markdown(nb, links)
+    assert 'sgd_update(param)\n```' not in body and 'def sgd_update(param)' in body and '### sgd_update' in body
+    nb['cells'][1] = code('x = 1')                                          # source hidden: keep the signature
+    _, body = bd.notebook_markdown(nb, links)
+    assert '```python\nsgd_update(param)\n```' in body and 'signature -->' not in body
 
 def write_site(d: Path, pages: dict):
     for name, body in pages.items():
@@ -91,29 +127,67 @@ def write_site(d: Path, pages: dict):
 
 def test_checker_accepts_a_good_site(tmp_path):
     site, nbs = tmp_path / 'site', tmp_path / 'nbs'; nbs.mkdir()
-    (nbs / '01_page.ipynb').write_text(json.dumps(dict(cells=[md('Math $$x$$')])))
-    write_site(site, {'index.html': '<a href="page.html#top">p</a>',
-                      'page.html': '<h1 id="top">P</h1><math display="block"><mi>x</mi></math><a href="index.html">i</a>'})
+    (nbs / '01_page.ipynb').write_text(json.dumps(dict(cells=[md('# Page\n\nMath $$x$$')])))
+    side = '<nav class="sidebar"><a href="index.html">minima</a><a href="page.html">Page</a></nav>'
+    write_site(site, {'index.html': side + '<a href="page.html#top">p</a><a href="page.html">Page</a>',
+                      'page.html': side + '<h1 class="title" id="top">Page</h1><math display="block"><mi>x</mi></math>'})
     problems = []
     bt.check_site(site, nbs, problems)
     assert problems == []
 
 def test_checker_finds_each_problem(tmp_path):
     site, nbs = tmp_path / 'site', tmp_path / 'nbs'; nbs.mkdir()
-    (nbs / '01_page.ipynb').write_text(json.dumps(dict(cells=[md('Math $$x$$ and $y_t$')])))
+    (nbs / '01_page.ipynb').write_text(json.dumps(dict(cells=[md('# Page\n\nMath $$x$$ and $y_t$')])))
     (nbs / '02_missing.ipynb').write_text(json.dumps(dict(cells=[md('no math')])))
     write_site(site, {
-        'index.html': '<a href="page.html#nowhere">p</a><a href="gone.html">g</a>',
-        'page.html': 'raw $$\\frac{a}{b}$$ <script src="https://cdn.example/mathjax.js"></script>'
-                     '<img src="http://example.com/x.png"><link rel="stylesheet" href="//cdn.example/a.css">',
+        'index.html': '<a href="page.html#nowhere">p</a><a href="gone.html">g</a><a href="page.html">Another name</a>',
+        'page.html': '<h1 class="title">page</h1>raw $$\\frac{a}{b}$$ <script src="https://cdn.example/mathjax.js"></script>'
+                     '<img src="http://example.com/x.png"><link rel="stylesheet" href="//cdn.example/a.css">'
+                     '<h3 id="f">f</h3><pre>f(x:VAR_POSITIONAL)</pre><pre>def f(*x): pass</pre>'
+                     '<table><tr><th></th><th>Type</th><th>Details</th></tr><tr><td>x</td><td><code>int</code></td><td></td></tr></table>'
+                     '<p>As dtorch does, the training loop is all one needs:</p><h2>Next</h2>',
         'orphan.html': '<p>nobody links here</p>'})
     problems = []
     bt.check_site(site, nbs, problems)
     text = '\n'.join(problems)
     for expected in ("02_missing.ipynb: no page missing.html", "page.html: the notebook has math but the page has no <math>",
-                     "raw TeX '$$'", "raw TeX '\\\\frac'", "<script> elements", "needs the network",
-                     "link gone.html -> missing file", "no id 'nowhere'", "orphan.html: not reachable from index.html"):
+                     "raw TeX '$$'", "raw TeX '\\\\frac'", "needs the network",
+                     "link gone.html -> missing file", "no id 'nowhere'", "orphan.html: not reachable from index.html",
+                     "'VAR_POSITIONAL' in an API entry", "the signature of f is shown twice", "empty column 'Details'",
+                     "a colon with nothing after it", "speaks of 'dtorch' (1x)", "page.html: title 'page', its notebook's first heading is 'Page'",
+                     "index.html: the link to page.html says 'Another name'"):
         assert expected in text, (expected, text)
+
+def test_readme_is_for_the_repository():
+    "README links resolve from the repository's root; no times of day or commit hashes; the set-up costs are said."
+    import re
+    rm = _load('readme', ROOT / 'tools' / 'readme.py')
+    assert rm.relink('[SGD](04b_optim_sgd.ipynb#sgd), [r](../benchmarks/x.md), [w](https://x.org/a.html), [a](#top)') == \
+        '[SGD](nbs/04b_optim_sgd.ipynb#sgd), [r](benchmarks/x.md), [w](https://x.org/a.html), [a](#top)'
+    text = (ROOT / 'README.md').read_text()
+    assert text == rm.readme_text(), 'README.md is out of date: run python tools/readme.py'
+    targets = re.findall(r'\]\(([^)\s#]+)(?:#[^)]*)?\)', text)
+    relative = [t for t in targets if not re.match(r'[a-z][a-z0-9+.-]*:', t)]
+    assert relative, 'the README links to the pages'
+    for t in relative: assert (ROOT / t).exists(), f'README links to {t}, which is not in the repository'
+    for t in targets: assert not t.endswith('.html') or t.startswith('http'), f'{t}: a site-relative link breaks in the repository'
+    prose = re.sub(r'```.*?```', '', text, flags=re.S)
+    assert not re.search(r'\b\d{1,2}:\d{2}\b', prose), 'a time of day in the README'
+    assert not re.search(r'\b(?=[0-9a-f]*[a-f])(?=[0-9a-f]*\d)[0-9a-f]{7,40}\b', prose), 'a commit hash in the README'
+    quick = prose.split('## Quick start', 1)[1].split('\n## ', 1)[0]
+    assert re.search(r'tests take about \d+ minutes', quick) and 'PyTorch' in quick and '[dev]' in text
+    assert '## Speed' in text and len(text.split('## Speed', 1)[1].split('\n## ', 1)[0].split()) < 120, 'speed details belong on the benchmark page'
+
+def test_pins_stop_the_resolver_backtracking():
+    """nbdev 2 needs fastcore<1.13, and every ghapi 2.x needs fastcore>=1.14.3: without a ghapi pin pip
+    downloads each ghapi 2.x before settling on 1.x. torch stays pinned exactly (any other spec pulls CUDA)."""
+    cp = configparser.ConfigParser(); cp.read(ROOT / 'settings.ini')
+    dev = cp['DEFAULT']['dev_requirements'].split()
+    assert 'fastcore<1.13' in dev and 'ghapi<2' in dev and 'torch==2.13.0' in dev and 'pagefind[extended]' in dev
+    from importlib.metadata import version, requires
+    from packaging.version import Version
+    assert Version(version('ghapi')) < Version('2') and Version(version('fastcore')) < Version('1.13')
+    assert any(r.startswith('ghapi') for r in requires('nbdev')), 'nbdev no longer needs ghapi: drop the pin'
 
 def test_blank_screenshot_is_refused(tmp_path):
     from matplotlib import image

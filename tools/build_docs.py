@@ -4,20 +4,25 @@
     python tools/build_docs.py            # process nbs/ -> _proc/, render _proc/ -> _docs/
     python tools/build_docs.py --no-proc  # reuse _proc/ as it is and only render
 
-Two stages:
+Three stages:
 
 1. nbdev's notebook processing: the same processors `nbdev_proc_nbs` runs (`FilterDefaults`:
    front matter, `show_doc` cells added after every exported symbol and executed, `#| hide` and
    export cells removed, backticked names linked). It writes processed notebooks to `_proc/`.
    The `nbdev_proc_nbs` command itself also tries to install Quarto and to `pip install -e` the
-   package, so this script calls the processing directly. `show_doc` gets a parameter table
-   (name, type, default, details from the docments comments) under each signature.
+   package, so this script calls the processing directly. Each API entry (`show_doc`) shows the
+   signature once, as Python writes it (`*args`, `**kwargs`, no comments), and under it a table of
+   the parameters (type, default, and the docments comment, whose math pandoc typesets), without
+   the columns that are empty for every parameter. Where the page shows the source of the same
+   function (nbdev's `exports` cells), the signature block is left out: the source says it.
 2. pandoc (from the `pypandoc-binary` wheel) turns each processed notebook into an HTML page with
    `--mathml`: equations become MathML, which browsers typeset with no JavaScript and no network.
    Every page gets a sidebar linking all pages (ordered by file name, titled by each notebook's
    first heading), a table of contents, code cells with their outputs, plots embedded as data
    URIs, and `nbs/styles.css`. Source links point to line-numbered copies of the modules under
    `_docs/src/`, so they work offline and on a published site alike.
+3. Pagefind (the `pagefind[extended]` wheel) indexes the pages for the search box in every page's
+   sidebar. Search needs the site served over http (`python -m http.server -d _docs`).
 
 Users who have Quarto can still run `nbdev_docs`: `nbs/_quarto.yml` sets the same math method.
 """
@@ -28,26 +33,87 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # ---------------------------------------------------------------- stage 1: nbdev processing
 
-def _param_table(dm) -> str:
-    "A markdown table of the parameters in the docments dict `dm` (empty when there are none)."
-    from fastcore.docments import empty
-    def fmt_anno(a):
-        if a is empty or a is None: return ''
-        return a if isinstance(a, str) else getattr(a, '__name__', None) or repr(a).replace('typing.', '')
-    def cell(s): return str(s).replace('|', r'\|').replace('\n', ' ')
-    rows = []
-    for nm, p in dm.items():
-        if nm == 'return': continue
-        anno, default, doc = p.get('anno', empty), p.get('default', empty), p.get('docment') or ''
-        dflt = '' if default is empty else f'`{cell(repr(default))}`'
-        anno_s = fmt_anno(anno)
-        rows.append(f"| **{cell(nm)}** | {'`'+cell(anno_s)+'`' if anno_s else ''} | {dflt} | {cell(doc)} |")
-    ret = dm.get('return', {})
-    if ret and (ret.get('docment') or ret.get('anno', empty) not in (empty, None)):
-        anno_s = fmt_anno(ret.get('anno', empty))
-        rows.append(f"| **Returns** | {'`'+cell(anno_s)+'`' if anno_s else ''} |  | {cell(ret.get('docment') or '')} |")
+class _Shown:
+    "A default value that prints as `text` (so `inspect.Signature` writes it as a reader would)."
+    def __init__(self, text): self.text = text
+    def __repr__(self): return self.text
+
+def _fmt_anno(a) -> str:
+    "An annotation as Python source writes it: `int`, `np.ndarray`, `tuple[float, float]`."
+    import inspect
+    if a is inspect.Parameter.empty: return ''
+    if isinstance(a, str): return a
+    return inspect.formatannotation(a).replace('typing.', '').replace('numpy.', 'np.')
+
+def _fmt_default(v) -> str:
+    "A default value as Python source writes it: classes and functions by name, not `<class ...>`."
+    import inspect
+    if inspect.isclass(v) or inspect.isfunction(v) or inspect.isbuiltin(v):
+        mod = getattr(v, '__module__', '') or ''
+        mod = 'np' if mod.split('.')[0] == 'numpy' else mod
+        return v.__qualname__ if mod in ('builtins', '') else f'{mod}.{v.__qualname__}'
+    return repr(v)
+
+def _param_name(p) -> str:
+    "`*args` and `**kwargs` as Python writes them."
+    import inspect
+    return {inspect.Parameter.VAR_POSITIONAL: '*', inspect.Parameter.VAR_KEYWORD: '**'}.get(p.kind, '') + p.name
+
+def _signature(sym):
+    "The signature a caller sees (no `self`), or None."
+    import inspect
+    try: sig = inspect.signature(sym)
+    except (TypeError, ValueError): return None
+    params = list(sig.parameters.values())
+    if params and params[0].name in ('self', 'cls') and not inspect.isclass(sym): params = params[1:]
+    return sig.replace(parameters=params)
+
+def _signature_md(name: str, sig) -> str:
+    "A code block with the call signature as Python writes it, one parameter a line when long."
+    import inspect
+    if sig is None: return ''
+    params = [p.replace(default=_Shown(_fmt_default(p.default))) if p.default is not p.empty else p
+              for p in sig.parameters.values()]
+    params = [p.replace(annotation=_Shown(_fmt_anno(p.annotation))) if p.annotation is not p.empty else p for p in params]
+    ret = sig.return_annotation
+    sig = sig.replace(parameters=params, return_annotation=sig.empty if ret is sig.empty else _Shown(_fmt_anno(ret)))
+    text = f'{name}{sig}'
+    if len(text) > 90 and len(params) > 1:  # one parameter a line, with the separators Python puts in
+        inner = str(sig)[1:str(sig).rindex(')')]
+        parts, depth, cur = [], 0, ''
+        for ch in inner:
+            if ch in '([{': depth += 1
+            elif ch in ')]}': depth -= 1
+            if ch == ',' and depth == 0: parts.append(cur.strip()); cur = ''
+            else: cur += ch
+        parts.append(cur.strip())
+        text = f'{name}(\n' + ''.join(f'    {q},\n' for q in parts) + ')' + str(sig)[str(sig).rindex(')') + 1:]
+    return f'```python\n{text}\n```'
+
+def _param_table(sym, sig=None) -> str:
+    """A markdown table of the parameters of `sym`: name, type, default and the docments comment of each,
+    and a row for the return value when it is annotated or commented. A column that is empty in every row
+    is left out; no table when only the names would remain (the signature shows them)."""
+    import inspect
+    from fastcore.docments import docments
+    sig = sig if sig is not None else _signature(sym)
+    if sig is None: return ''
+    try: comments = docments(sym, full=False) or {}
+    except Exception: comments = {}
+    def cell(x): return str(x).replace('|', r'\|').replace('\n', ' ')
+    def code(x): return f'`{cell(x)}`' if x else ''
+    rows = [(f'**{cell(_param_name(p)).replace("*", chr(92) + "*")}**', code(_fmt_anno(p.annotation)),
+             '' if p.default is p.empty else code(_fmt_default(p.default)), cell(comments.get(p.name) or ''))
+            for p in sig.parameters.values()]
+    ret_anno, ret_doc = _fmt_anno(sig.return_annotation), comments.get('return') or ''
+    if ret_anno or ret_doc: rows.append(('**Returns**', code(ret_anno), '', cell(ret_doc)))
     if not rows: return ''
-    return '\n\n|  | Type | Default | Details |\n|---|---|---|---|\n' + '\n'.join(rows) + '\n'
+    heads = ['', 'Type', 'Default', 'Details']
+    keep = [0] + [i for i in (1, 2, 3) if any(r[i] for r in rows)]
+    if keep == [0]: return ''
+    lines = ['| ' + ' | '.join(heads[i] for i in keep) + ' |', '|' + '---|' * len(keep)]
+    lines += ['| ' + ' | '.join(r[i] for i in keep) + ' |' for r in rows]
+    return '\n\n' + '\n'.join(lines) + '\n'
 
 _MODULE = None  # the module the notebook being processed exports to (its `default_exp`)
 
@@ -70,19 +136,25 @@ def _source_link(sym) -> str:
     except (TypeError, OSError, ValueError, ImportError, AttributeError): return ''
     return f"{cfg.get('git_url', '').rstrip('/')}/blob/{cfg.get('branch', 'main')}/{rel}#L{line}"
 
+SIG_START, SIG_END = '<!-- signature -->', '<!-- /signature -->'
+
 def _patch_show_doc():
-    """Make nbdev's markdown `show_doc` add a parameter table under the signature, and a source link
-    where nbdev's index has none (nbdev 2.4 leaves out every module whose notebook name contains 'auto')."""
-    from nbdev.showdoc import BasicMarkdownRenderer
+    """Make nbdev's markdown `show_doc` write: a source link, the heading, the signature as Python writes
+    it (between SIG_START and SIG_END, so that a page showing the source right after it can drop it),
+    the docstring, and a parameter table that carries the argument comments (typeset by pandoc)."""
+    from nbdev.showdoc import BasicMarkdownRenderer, _ext_link
+    from nbdev.doclinks import NbdevLookup
+    from fastcore.docments import _ital_first
     if getattr(BasicMarkdownRenderer, '_minima_table', False): return
-    orig = BasicMarkdownRenderer._repr_markdown_
     def _repr_markdown_(self):
-        doc = orig(self)
-        if '[source](' not in doc.split('\n#', 1)[0] and (link := _source_link(self.sym)):
-            doc = doc.replace('---\n\n', f'---\n\n[source]({link}){{target="_blank" style="float:right; font-size:smaller"}}\n\n', 1)
-        try: tbl = _param_table(self.dm.dm)
-        except Exception: tbl = ''
-        return doc + tbl
+        doc = '---\n\n'
+        link = NbdevLookup().code(self.fn) or _source_link(self.sym)
+        if link: doc += _ext_link(link, 'source', 'style="float:right; font-size:smaller"') + '\n\n'
+        doc += f"{'#' * self.title_level} {self.nm}\n\n"
+        sig = _signature(self.sym)
+        if sig is not None: doc += f'{SIG_START}\n\n{_signature_md(self.nm, sig)}\n\n{SIG_END}\n\n'
+        if self.docs: doc += _ital_first(self.docs) + '\n'
+        return doc + _param_table(self.sym, sig)
     BasicMarkdownRenderer._repr_markdown_ = _repr_markdown_
     BasicMarkdownRenderer._minima_table = True
 
@@ -261,11 +333,32 @@ def _output_md(o, links) -> str:
         return _fence(_text(data['text/plain']), '{.cell-output .cell-output-display}')
     return ''
 
+def _shown_sources(cells) -> str:
+    "The code of every cell the page shows as exported source (nbdev's `exports` cells), joined."
+    shown = []
+    for c in cells:
+        if c['cell_type'] != 'code': continue
+        d, code = _split_directives(_text(c.get('source')))
+        if d.get('code-summary') == 'exported source': shown.append(code)
+    return '\n'.join(shown)
+
+def _drop_signature(md: str, source: str) -> str:
+    """Remove the signature block of an API entry when the page shows the source that defines the same
+    name (the signature would appear twice); keep it otherwise. The markers go either way."""
+    m = re.search(re.escape(SIG_START) + r'(.*?)' + re.escape(SIG_END), md, re.S)
+    if not m: return md
+    head = re.search(r'^#+\s+(\S+)', md, re.M)
+    name = head.group(1).split('.')[-1].replace('\\_', '_') if head else None
+    defines = bool(name and re.search(rf'^\s*(?:async\s+)?(?:def|class)\s+{re.escape(name)}\b', source, re.M))
+    return md[:m.start()] + ('' if defines else m.group(1).strip('\n')) + md[m.end():]
+
 def notebook_markdown(nb: dict, links) -> tuple:
     "A processed notebook -> (front matter dict, pandoc markdown body)."
     import yaml
     fm, parts = {}, []
-    for c in nb['cells']:
+    cells = nb['cells']
+    shown = _shown_sources(cells)
+    for c in cells:
         src = _text(c.get('source'))
         if c['cell_type'] == 'raw':
             m = re.match(r'^\s*---\n(.*?)\n---', src, re.S)
@@ -287,7 +380,8 @@ def notebook_markdown(nb: dict, links) -> tuple:
                          + '\n\n' + _raw_html('</details>'))
             out.append(block)
         if d.get('output') != 'false':
-            out += [s for s in (_output_md(o, links) for o in c.get('outputs', [])) if s]
+            mds = [s for s in (_output_md(o, links) for o in c.get('outputs', [])) if s]
+            out += [_drop_signature(s, shown) for s in mds]
         if out: parts.append(':::::::: {.cell}\n\n' + '\n\n'.join(out) + '\n\n::::::::')
     return fm, '\n\n'.join(parts) + '\n'
 
@@ -322,8 +416,15 @@ code { font-family: "DejaVu Sans Mono", Menlo, Consolas, monospace; }
 .cell-output-stderr { color: #6c757d; }
 .cell-output-display img { max-width: min(100%, 46rem); height: auto; }
 table { border-collapse: collapse; margin: .75rem 0; }
+col { width: auto !important; }  /* pandoc sets equal column widths on long pipe tables */
 th, td { border-bottom: 1px solid #dee2e6; padding: .3rem .6rem; text-align: left; vertical-align: top; }
-math[display="block"] { margin: .8rem 0; overflow-x: auto; }
+/* display math scrolls sideways when wider than the page; overflow-x alone would make overflow-y auto
+   too (CSS turns a `visible` partner into `auto`), which gave every equation a small vertical scrollbar */
+math[display="block"] { margin: .8rem 0; padding: .35em 0; overflow-x: auto; overflow-y: hidden; }
+nav.sidebar .search { margin: 0 0 .75rem; }
+@media (max-width: 50rem) { .layout { flex-direction: column; }
+  nav.sidebar { position: static; height: auto; flex: none; width: 100%; border-right: 0; border-bottom: 1px solid #dee2e6; }
+  main { padding: 1rem; } }
 math { font-family: "STIX Two Math", "Latin Modern Math", "DejaVu Math TeX Gyre", math; font-size: 1.08em; }
 hr { border: 0; border-top: 1px solid #dee2e6; margin: 2rem 0 1rem; }
 details.sources { margin-top: 1rem; font-size: .9rem; }
@@ -332,14 +433,17 @@ details.code-fold > summary { cursor: pointer; color: #6c757d; font-size: .9rem;
 footer { color: #6c757d; font-size: .85rem; margin-top: 3rem; border-top: 1px solid #dee2e6; padding-top: .5rem; }
 </style>
 <link rel="stylesheet" href="$root$styles.css">
+<link rel="stylesheet" href="$root$pagefind/pagefind-ui.css">
+<script src="$root$pagefind/pagefind-ui.js"></script>
+<script>window.addEventListener('DOMContentLoaded', () => new PagefindUI({element: '#search', showSubResults: true, showImages: false}));</script>
 </head>
 <body>
 <div class="layout">
 @@SIDEBAR@@
-<main>
+<main$if(indexed)$ data-pagefind-body$endif$>
 <header class="page">
 <h1 class="title">$if(title)$$title$$else$$pagetitle$$endif$</h1>
-$if(description)$<p class="description">$description$</p>$endif$
+$if(description)$<p class="description" data-pagefind-weight="7">$description$</p>$endif$
 </header>
 $if(toc)$
 <nav id="TOC" aria-label="Contents">
@@ -364,7 +468,7 @@ def _sidebar(pages, current: str, root: str = '', sources=()) -> str:
     src_part = (f'\n<details class="sources"><summary>Source files</summary>\n<ul>\n{srcs}\n</ul></details>'
                 if sources else '')
     return (f'<nav class="sidebar" aria-label="Pages"><a class="site" href="{root}index.html">'
-            f'{html.escape(_cfg().get("title", "docs"))}</a>\n<ul>\n{items}\n</ul>{src_part}</nav>')
+            f'{html.escape(_cfg().get("title", "docs"))}</a>\n<div id="search" class="search" role="search"></div>\n<ul>\n{items}\n</ul>{src_part}</nav>')
 
 def _pandoc(md: str, template: Path, toc: bool, variables: dict) -> str:
     import pypandoc
@@ -376,7 +480,9 @@ def _pandoc(md: str, template: Path, toc: bool, variables: dict) -> str:
     return pypandoc.convert_text(md, 'html5', format='markdown-raw_tex', extra_args=args)
 
 def _title_of(fm, name):
-    return str(fm.get('title') or re.sub(r'^\d+[a-z]?_', '', Path(name).stem).replace('_', ' '))
+    "A page's title: its notebook's first heading (nbdev puts it in the front matter), with a capital first letter."
+    t = str(fm.get('title') or re.sub(r'^\d+[a-z]?_', '', Path(name).stem).replace('_', ' ')).strip()
+    return t if t.split(' ')[0] == _cfg().get('lib_name', 'minima') else t[:1].upper() + t[1:]
 
 def _sources(lib: str) -> list:
     return [p.relative_to(ROOT).as_posix() for p in sorted((ROOT / lib).rglob('*.py'))
@@ -422,13 +528,16 @@ def render_site(proc: Path, out: Path, nbs: Path) -> list:
         pages.append(dict(src=p, file=file, title=_title_of(fm, p.name), description=fm.get('description', ''), md=md))
     sources = _sources(cfg.get('lib_path', 'minima'))
     nb_pages = {pg['src'].name: pg['file'] for pg in pages}  # links to notebooks become links to their pages
+    repo = f"{cfg.get('git_url', '').rstrip('/')}/blob/{cfg.get('branch', 'main')}/"
     def nb_links(h: str) -> str:
-        return re.sub(r'href="(?:\./)?([\w.-]+\.ipynb)(#[^"]*)?"',
-                      lambda m: f'href="{nb_pages[m.group(1)]}{m.group(2) or ""}"' if m.group(1) in nb_pages else m.group(0), h)
+        "Links to notebooks become links to their pages; links to repository files (`../x`) go to the repository."
+        h = re.sub(r'href="(?:\./)?([\w.-]+\.ipynb)(#[^"]*)?"',
+                   lambda m: f'href="{nb_pages[m.group(1)]}{m.group(2) or ""}"' if m.group(1) in nb_pages else m.group(0), h)
+        return re.sub(r'href="\.\./([^"#]+)"', lambda m: f'href="{repo}{m.group(1)}"', h)
     for pg in pages:
         meta = f"---\ntitle: {json.dumps(pg['title'])}\ndescription: {json.dumps(str(pg['description']))}\n---\n\n"
         html_s = _pandoc(meta + pg['md'], tmpl, True, {
-            'pagetitle': html.escape(pg['title']), 'root': '',
+            'pagetitle': html.escape(pg['title']), 'root': '', 'indexed': 'true',
             'sitename': html.escape(cfg.get('title', '')), 'sitedescription': html.escape(cfg.get('description', ''))})
         (out / pg['file']).write_text(nb_links(html_s).replace('@@SIDEBAR@@', _sidebar(pages, pg['file'], '', sources)))
     _source_pages(out, pages, tmpl, sources)
@@ -437,6 +546,19 @@ def render_site(proc: Path, out: Path, nbs: Path) -> list:
     if (nbs / 'styles.css').exists(): shutil.copy2(nbs / 'styles.css', out / 'styles.css')
     (out / '.nojekyll').write_text('')
     return pages
+
+def build_search_index(out: Path):
+    """Index the site with Pagefind (the `pagefind[extended]` wheel ships its binary; no network). It writes
+    `pagefind/` with the search box every page loads. Only the notebook pages are indexed (their `<main>`
+    carries `data-pagefind-body`), not the source listings; a page's one-line summary weighs as much as
+    its title, so a word the summary names finds that page before pages that merely mention it. Search runs where the site is served over
+    http(s), e.g. `python -m http.server -d _docs`; browsers refuse its requests on `file://` pages."""
+    import subprocess
+    r = subprocess.run([sys.executable, '-m', 'pagefind', '--site', str(out)], capture_output=True, text=True)
+    if r.returncode or not (out / 'pagefind' / 'pagefind-ui.js').is_file():
+        sys.exit(f'error: pagefind failed (is pagefind[extended] installed?):\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}')
+    n = re.search(r'Indexed (\d+) pages?', r.stdout)
+    print(f'search index: {n.group(0) if n else "built"} into {out.name}/pagefind/')
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
@@ -456,5 +578,6 @@ def main(argv=None):
     pages = render_site(proc, out, nbs)
     print(f'wrote {len(pages)} pages to {out.relative_to(ROOT)}/ in {time.time()-t1:.1f}s: '
           + ', '.join(p['file'] for p in pages))
+    build_search_index(out)
 
 if __name__ == '__main__': main()

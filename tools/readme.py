@@ -1,5 +1,7 @@
 """Write README.md from nbs/index.ipynb, the docs home: markdown cells as they are, code cells as
-Python blocks with their text output, cells marked `#| hide` left out.
+Python blocks with their text output, cells marked `#| hide` left out. Links are written for the
+notebook's folder (`04b_optim_sgd.ipynb`, `../benchmarks/...`), so they work on the docs site and in
+nbs/; the README sits one folder up, so they become `nbs/04b_optim_sgd.ipynb` and `benchmarks/...`.
 `python tools/readme.py --check` fails when README.md is not what the notebook gives."""
 import json, re, sys
 from pathlib import Path
@@ -15,9 +17,18 @@ def cell_text(cell):
     out = ''.join(''.join(o.get('text', '')) for o in cell.get('outputs', []) if o.get('output_type') == 'stream')
     return f"```python\n{code}\n```" + (f"\n\n```\n{out.rstrip()}\n```" if out.strip() else '')
 
+def relink(md: str) -> str:
+    "Relative markdown links from nbs/ rewritten for the repository's root (absolute links and anchors unchanged)."
+    def fix(m):
+        text, url = m.group(1), m.group(2)
+        if re.match(r'[a-z][a-z0-9+.-]*:|#|/', url): return m.group(0)
+        return f'[{text}]({url[3:] if url.startswith("../") else "nbs/" + url})'
+    return re.sub(r'\[([^\]\n]*)\]\(([^)\s]+)\)', fix, md)
+
 def readme_text():
     nb = json.loads((root/'nbs'/'index.ipynb').read_text())
-    parts = [t for t in map(cell_text, nb['cells']) if t]
+    parts = [relink(t) if c['cell_type'] == 'markdown' else t
+             for c, t in zip(nb['cells'], map(cell_text, nb['cells'])) if t]
     first = parts[0].splitlines()
     # the notebook's `> summary` line becomes a plain paragraph under the title
     parts[0] = '\n'.join(l[2:] if l.startswith('> ') else l for l in first)
