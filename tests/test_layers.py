@@ -309,3 +309,12 @@ def test_module_list():
 def test_bad_input(call, kind, words):
     with pytest.raises(kind) as e: call()
     assert words in str(e.value)
+
+
+def test_weighted_loss_keeps_its_weight_as_a_buffer_like_torch():
+    w = np.array([1.0, 2.0, 0.5])
+    ours, theirs = nn.CrossEntropyLoss(weight=w), torch.nn.CrossEntropyLoss(weight=torch.from_numpy(w))
+    assert list(ours.state_dict()) == list(theirs.state_dict()) == ['weight']
+    z, y = np.random.default_rng(0).normal(size=(4, 3)), np.array([0, 2, 1, 1])
+    assert rel_err(ours(Tensor(z), y).data, theirs(torch.from_numpy(z), torch.from_numpy(y)).numpy()) <= TOL
+    assert list(nn.CrossEntropyLoss().state_dict()) == []

@@ -315,18 +315,21 @@ def _class_last(input: Tensor, name: str):
     return input.permute((0,) + tuple(range(2, input.ndim)) + (1,)).reshape(-1, input.shape[1])
 
 def nll_loss(input: Tensor, target, weight=None, size_average=None, ignore_index: int = -100, reduce=None,
-             reduction: str = 'mean', label_smoothing: float = 0.0) -> Tensor:
+             reduction: str = 'mean') -> Tensor:
     "Negative log-likelihood of the target classes, given log-probabilities with the class axis at 1 (or 0)."
     _legacy(size_average, reduce); _check_reduction(reduction)
+    return _nll(input, target, weight, ignore_index, reduction, 0.0, 'nll_loss')
+
+def _nll(input: Tensor, target, weight, ignore_index: int, reduction: str, label_smoothing: float, name: str) -> Tensor:
+    "The loss of `nll_loss`, with cross_entropy's label smoothing; `name` is the function named in errors."
     t = np.asarray(_array(target))
     if t.dtype.kind not in 'iu':
-        raise RuntimeError(f"{'cross_entropy' if label_smoothing is not None else 'nll_loss'} expects integer class labels, got dtype {t.dtype}; "
+        raise RuntimeError(f"{name} expects integer class labels, got dtype {t.dtype}; "
                            "convert them with labels.astype(np.int64) (float targets must have the shape of the scores)")
-    label_smoothing = label_smoothing or 0.0
     batch_shape = input.shape[:1] + input.shape[2:] if input.ndim > 1 else ()
     if t.shape != batch_shape:
         raise ValueError(f"expected class labels of shape {batch_shape} for scores of shape {input.shape}, got {t.shape}")
-    lp = _class_last(input, 'nll_loss')
+    lp = _class_last(input, name)
     c = lp.shape[1]
     t = t.reshape(-1)
     valid = t != ignore_index
@@ -358,7 +361,7 @@ def cross_entropy(input: Tensor, target, weight=None, size_average=None, ignore_
         t = t * (1 - label_smoothing) + label_smoothing / c
         loss = -(logp * (t * w).astype(input.dtype)).sum(axis=0 if input.ndim == 1 else 1)
         return _reduce(loss, reduction)
-    return nll_loss(logp, t, weight, ignore_index=ignore_index, reduction=reduction, label_smoothing=label_smoothing)
+    return _nll(logp, t, weight, ignore_index, reduction, label_smoothing, 'cross_entropy')
 
 def mse_loss(input: Tensor, target, size_average=None, reduce=None, reduction: str = 'mean') -> Tensor:
     "Mean (or sum) of squared differences; prediction and target must have the same shape."

@@ -207,8 +207,11 @@ class Linear(Module):
                  in_features: int,     # size of the last axis of the input
                  out_features: int,    # size of the last axis of the output
                  bias: bool = True,    # add a trainable bias b
+                 device=None,          # None or 'cpu' (minima computes with numpy on the CPU)
                  dtype=np.float32,     # dtype of W and b
                  generator=None):      # numpy Generator for the initial values (default: minima's global one)
+        if device not in (None, 'cpu'):
+            raise ValueError(f"minima computes with numpy on the CPU; device must be 'cpu' or None, got {device!r}")
         self.in_features, self.out_features = in_features, out_features
         self.weight = Parameter(init.kaiming_uniform(out_features, in_features, a=math.sqrt(5), dtype=dtype, generator=generator))
         bound = 1 / math.sqrt(in_features) if in_features > 0 else 0.0
@@ -302,7 +305,8 @@ class CrossEntropyLoss(Module):
                  reduction: str = 'mean',        # 'mean', 'sum' or 'none' (per-sample losses)
                  label_smoothing: float = 0.0):  # mix the target with the uniform distribution
         F._legacy(size_average, reduce)
-        self.weight, self.ignore_index = weight, ignore_index
+        self.register_buffer('weight', None if weight is None else Tensor(np.array(weight.data if isinstance(weight, Tensor) else weight)))
+        self.ignore_index = ignore_index
         self.reduction, self.label_smoothing = F._check_reduction(reduction), label_smoothing
 
     def forward(self, input: Tensor, target) -> Tensor:
