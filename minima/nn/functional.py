@@ -201,8 +201,14 @@ def embedding(input, weight: Tensor, padding_idx=None, max_norm=None, norm_type:
         raise RuntimeError(f"Expected tensor for argument #1 'indices' to have an integer dtype; got {idx.dtype}")
     if idx.size and (idx.min() < 0 or idx.max() >= weight.shape[0]): raise IndexError("index out of range in self")
     def backward(g):
+        # rows picked several times add up: sort the picks, then sum each run of equal indices
+        # (np.add.reduceat; many times faster than np.add.at's one-by-one scatter)
+        flat = idx.reshape(-1)
+        order = np.argsort(flat, kind='stable')
+        rows = flat[order]
+        starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]]) if rows.size else np.zeros(0, int)
         gw = np.zeros(weight.shape, weight.dtype)
-        np.add.at(gw, idx, g)
+        if rows.size: gw[rows[starts]] = np.add.reduceat(g.reshape(rows.size, -1)[order], starts, axis=0).reshape((-1,) + weight.shape[1:])
         if padding_idx is not None: gw[padding_idx] = 0
         return (gw,)
     return _result(weight.data[idx], (weight,), backward)
