@@ -42,10 +42,10 @@ def _add_windows(g: np.ndarray, shape: tuple, stride, dilation) -> np.ndarray:
     if tuple(stride) == (kh, kw) and tuple(dilation) == (1, 1):      # windows tile the input: one copy
         out[:, :, :oh * kh, :ow * kw] = g.transpose(0, 1, 2, 4, 3, 5).reshape(n, c, oh * kh, ow * kw)
         return out
-    for u in range(kh):
+    for u in range(kh):                                             # one strided slice per kernel offset
         for v in range(kw):
-            r, c = u * dilation[0], v * dilation[1]
-            out[:, :, r:r + stride[0] * (oh - 1) + 1:stride[0], c:c + stride[1] * (ow - 1) + 1:stride[1]] += g[..., u, v]
+            top, left = u * dilation[0], v * dilation[1]
+            out[:, :, top:top + stride[0] * (oh - 1) + 1:stride[0], left:left + stride[1] * (ow - 1) + 1:stride[1]] += g[..., u, v]
     return out
 
 def _batched(input: Tensor, name: str):
@@ -267,9 +267,9 @@ def gelu(input: Tensor, approximate: str = 'none') -> Tensor:
     "x Φ(x) with Φ the standard normal CDF ('none'), or its tanh approximation ('tanh')."
     x = input.data
     if approximate == 'none':
-        cdf = 0.5 * (1 + _erf(x / math.sqrt(2)).astype(x.dtype, copy=False))
-        pdf = np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
-        return _result(x * cdf, (input,), lambda g: (g * (cdf + x * pdf),))
+        cdf = 0.5 * (1 + _erf(x / math.sqrt(2)).astype(x.dtype, copy=False))          # Φ(x)
+        pdf = lambda: np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)                     # φ(x), only for backward
+        return _result(x * cdf, (input,), lambda g: (g * (cdf + x * pdf()),))
     if approximate == 'tanh':
         c = math.sqrt(2 / math.pi)
         t = np.tanh(c * (x + 0.044715 * x ** 3))
