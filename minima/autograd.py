@@ -268,7 +268,10 @@ def matmul(a: Tensor, b) -> Tensor:
         if B.ndim == 1: B, g = B[:, None], g[..., None]
         if A.ndim == 1: A, g = A[None, :], g[..., None, :]
         ga = _sum_to(g @ B.swapaxes(-1, -2), A.shape).reshape(a.shape) if a.requires_grad else None
-        gb = _sum_to(A.swapaxes(-1, -2) @ g, B.shape).reshape(b.shape) if b.requires_grad else None
+        if not b.requires_grad: gb = None
+        elif B.ndim == 2 and A.ndim > 2:     # a batch of rows times one matrix (a linear layer): one product over all rows
+            gb = (A.reshape(-1, A.shape[-1]).T @ g.reshape(-1, g.shape[-1])).reshape(b.shape)
+        else: gb = _sum_to(A.swapaxes(-1, -2) @ g, B.shape).reshape(b.shape)
         return (None if ga is None else ga.astype(a.dtype, copy=False),
                 None if gb is None else gb.astype(b.dtype, copy=False))
     return _result(a.data @ b.data, (a, b), backward)
