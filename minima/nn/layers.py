@@ -15,10 +15,6 @@ from .modules import Module, Parameter, Linear
 from . import functional as F
 
 # %% ../../nbs/02b_nn_layers.ipynb #94764127
-def _check_device(device):
-    if device not in (None, 'cpu'):
-        raise ValueError(f"minima computes with numpy on the CPU; device must be 'cpu' or None, got {device!r}")
-
 def _refuse(layer: str, **options):
     "NotImplementedError naming the first torch option that is set to something minima does not support."
     for name, (value, supported) in options.items():
@@ -35,7 +31,7 @@ class Conv2d(Module):
                  groups: int = 1, bias: bool = True, padding_mode: str = 'zeros',
                  device=None, dtype=np.float32,
                  generator=None):         # numpy Generator for the initial values (default: minima's global one)
-        _check_device(device)
+        init._check_device(device)
         _refuse('Conv2d', groups=(groups, 1), padding_mode=(padding_mode, 'zeros'))
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size, self.stride, self.dilation = F._pair(kernel_size, 'kernel_size'), F._pair(stride, 'stride'), F._pair(dilation, 'dilation')
@@ -98,7 +94,7 @@ class _BatchNorm(Module):
                  affine: bool = True,             # learn a per-channel scale (weight) and shift (bias)
                  track_running_stats: bool = True,# keep running statistics for evaluation
                  device=None, dtype=np.float32):
-        _check_device(device)
+        init._check_device(device)
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
         self.weight = Parameter(np.ones(num_features, dtype)) if affine else None
@@ -146,7 +142,7 @@ class LayerNorm(Module):
                  elementwise_affine: bool = True,  # learn a scale (weight) of normalized_shape
                  bias: bool = True,                # and a shift (bias), if elementwise_affine
                  device=None, dtype=np.float32):
-        _check_device(device)
+        init._check_device(device)
         self.normalized_shape = (normalized_shape,) if isinstance(normalized_shape, (int, np.integer)) else tuple(normalized_shape)
         self.eps, self.elementwise_affine = eps, elementwise_affine
         self.weight = Parameter(np.ones(self.normalized_shape, dtype)) if elementwise_affine else None
@@ -165,7 +161,7 @@ class Embedding(Module):
                  _weight=None,                 # initial table (as torch's private argument)
                  _freeze: bool = False,        # do not train the table
                  device=None, dtype=np.float32, generator=None):
-        _check_device(device)
+        init._check_device(device)
         _refuse('Embedding', max_norm=(max_norm, None), scale_grad_by_freq=(scale_grad_by_freq, False), sparse=(sparse, False))
         if padding_idx is not None:
             if not -num_embeddings <= padding_idx < num_embeddings:
@@ -225,7 +221,7 @@ class MultiheadAttention(Module):
                  add_bias_kv: bool = False, add_zero_attn: bool = False, kdim=None, vdim=None,
                  batch_first: bool = False,        # inputs (N, L, E) instead of (L, N, E)
                  device=None, dtype=np.float32, generator=None):
-        _check_device(device)
+        init._check_device(device)
         _refuse('MultiheadAttention', add_bias_kv=(add_bias_kv, False), add_zero_attn=(add_zero_attn, False),
                 kdim=(kdim if kdim != embed_dim else None, None), vdim=(vdim if vdim != embed_dim else None, None))
         if embed_dim % num_heads: raise AssertionError(f"embed_dim must be divisible by num_heads, got {embed_dim} and {num_heads}")
