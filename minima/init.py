@@ -34,15 +34,22 @@ def _shape(shape: tuple) -> tuple:
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)): shape = tuple(shape[0])
     return tuple(int(n) for n in shape)
 
+def _check_device(device):
+    "torch's `device=` keyword: None or 'cpu' (numpy arrays live in CPU memory); anything else is refused."
+    if device is not None and str(device) != 'cpu':
+        raise RuntimeError(f"device={device!r}: minima computes with numpy on the CPU; pass device=None or 'cpu'")
+
 def _tensor(values: np.ndarray, dtype, requires_grad: bool) -> Tensor:
     return Tensor(np.asarray(values, dtype=dtype), requires_grad=requires_grad)
 
 # %% ../nbs/01_init.ipynb #1b13d10b
-def zeros(*shape, dtype=np.float32, requires_grad=False) -> Tensor:
+def zeros(*shape, dtype=np.float32, device=None, requires_grad=False) -> Tensor:
+    _check_device(device)
     "A tensor of zeros."
     return _tensor(np.zeros(_shape(shape)), dtype, requires_grad)
 
-def ones(*shape, dtype=np.float32, requires_grad=False) -> Tensor:
+def ones(*shape, dtype=np.float32, device=None, requires_grad=False) -> Tensor:
+    _check_device(device)
     "A tensor of ones."
     return _tensor(np.ones(_shape(shape)), dtype, requires_grad)
 
@@ -56,12 +63,14 @@ def _default_dtype(values: np.ndarray, data):
     if isinstance(data, (np.ndarray, np.generic, Tensor)): return values.dtype
     return {'f': np.float32, 'i': np.int64, 'u': np.int64, 'b': np.bool_, 'c': np.complex64}.get(values.dtype.kind, values.dtype)
 
-def tensor(data, dtype=None, requires_grad: bool = False) -> Tensor:
+def tensor(data, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    _check_device(device)
     "A new leaf tensor holding a copy of `data` (array-like, number or Tensor)."
     values = np.array(data.data if isinstance(data, Tensor) else data)
     return Tensor(values.astype(dtype or _default_dtype(values, data), copy=False), requires_grad=requires_grad)
 
-def arange(start, end=None, step=1, *, dtype=None, requires_grad: bool = False) -> Tensor:
+def arange(start, end=None, step=1, *, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    _check_device(device)
     "Values from `start` (0 if only one bound is given) up to, not including, `end`, `step` apart."
     if end is None: start, end = 0, start
     if step == 0: raise RuntimeError("arange: step must be nonzero")
@@ -70,11 +79,13 @@ def arange(start, end=None, step=1, *, dtype=None, requires_grad: bool = False) 
     return Tensor(np.arange(start, end, step).astype(dtype or (np.int64 if integral else np.float32)), requires_grad=requires_grad)
 
 # %% ../nbs/01_init.ipynb #ca083e9f
-def rand(*shape, dtype=np.float32, requires_grad=False, generator=None) -> Tensor:
+def rand(*shape, dtype=np.float32, device=None, requires_grad=False, generator=None) -> Tensor:
+    _check_device(device)
     "Uniform samples in [0, 1)."
     return _tensor(_rng(generator).random(_shape(shape)), dtype, requires_grad)
 
-def randn(*shape, dtype=np.float32, requires_grad=False, generator=None) -> Tensor:
+def randn(*shape, dtype=np.float32, device=None, requires_grad=False, generator=None) -> Tensor:
+    _check_device(device)
     "Standard normal samples."
     return _tensor(_rng(generator).standard_normal(_shape(shape)), dtype, requires_grad)
 

@@ -225,3 +225,20 @@ def test_float32_stays_float32():
 def test_bad_input(call, kind, words):
     with pytest.raises(kind, match=None) as e: call()
     assert words in str(e.value)
+
+
+@pytest.mark.parametrize('seed', range(4))
+def test_shape_ops_and_max_over_random_shapes(seed):
+    rng = np.random.default_rng(100 + seed)
+    shape = tuple(int(n) for n in rng.integers(1, 5, rng.integers(2, 5)))
+    x = np.round(rng.normal(size=shape), 1)                    # rounded: ties in max
+    d = int(rng.integers(-len(shape), len(shape)))
+    compare(lambda a: a.max(d)[0], lambda a: a.max(d)[0], x)
+    compare(lambda a: a.max(dim=d, keepdim=True).values, lambda a: a.max(dim=d, keepdim=True).values, x)
+    np.testing.assert_array_equal(Tensor(x).max(d).indices.data, torch.tensor(x).max(d).indices.numpy())
+    np.testing.assert_array_equal(Tensor(x).argmax(dim=d).data, torch.tensor(x).argmax(dim=d).numpy())
+    compare(lambda a: a.max(), lambda a: a.max(), x)            # ties share the gradient, as torch's full max
+    compare(lambda a: a.softmax(d) * a.var(d, keepdim=True), lambda a: a.softmax(d) * a.var(d, keepdim=True), x)
+    compare(lambda a: a.transpose(0, -1).flatten(), lambda a: a.transpose(0, -1).flatten(), x)
+    compare(lambda a: ag.cat(a.chunk(2, dim=d), dim=d).unsqueeze(0).squeeze(0), lambda a: torch.cat(a.chunk(2, dim=d), dim=d).unsqueeze(0).squeeze(0), x)
+    compare(lambda a: a.sqrt().erf(), lambda a: a.sqrt().erf(), np.abs(x) + 0.5)

@@ -281,7 +281,8 @@ def test_train_eval_children_modules_apply_to():
     m.to(np.float64)
     assert all(p.dtype == np.float64 for p in m.parameters())
     assert m[1][1].running_mean.dtype == np.float64 and m[1][1].num_batches_tracked.dtype == np.int64
-    with pytest.raises(ValueError, match="device"): m.to('cuda')
+    with pytest.raises(RuntimeError, match="device"): m.to('cuda')
+    assert m.to('cpu') is m and m.to(torch.device('cpu'), np.float64) is m
     with pytest.raises(TypeError, match="floating point"): m.to(np.int32)
 
 
@@ -303,9 +304,26 @@ def test_module_list():
     (lambda: nn.GELU('fast'), RuntimeError, 'none or tanh'),
     (lambda: nn.MultiheadAttention(6, 4), AssertionError, 'divisible by num_heads'),
     (lambda: nn.MultiheadAttention(4, 2, add_bias_kv=True), NotImplementedError, 'add_bias_kv'),
-    (lambda: nn.LayerNorm(3, device='cuda'), ValueError, "device must be 'cpu' or None"),
+    (lambda: nn.LayerNorm(3, device='cuda'), RuntimeError, "device='cuda'"),
     (lambda: nn.Dropout(1.5), ValueError, 'between 0 and 1'),
 ])
 def test_bad_input(call, kind, words):
     with pytest.raises(kind) as e: call()
     assert words in str(e.value)
+
+
+def test_weighted_loss_keeps_its_weight_as_a_buffer_like_torch():
+    w = np.array([1.0, 2.0, 0.5])
+    ours, theirs = nn.CrossEntropyLoss(weight=w), torch.nn.CrossEntropyLoss(weight=torch.from_numpy(w))
+    assert list(ours.state_dict()) == list(theirs.state_dict()) == ['weight']
+    z, y = np.random.default_rng(0).normal(size=(4, 3)), np.array([0, 2, 1, 1])
+    assert rel_err(ours(Tensor(z), y).data, theirs(torch.from_numpy(z), torch.from_numpy(y)).numpy()) <= TOL
+    assert list(nn.CrossEntropyLoss().state_dict()) == []
+
+
+def test_register_buffer_refuses_an_existing_attribute():
+    lin = nn.Linear(2, 2)
+    with pytest.raises(KeyError, match="attribute 'weight' already exists"): lin.register_buffer('weight', Tensor(np.zeros(2)))
+    bn = nn.BatchNorm1d(2)
+    bn.register_buffer('running_mean', Tensor(np.ones(2, np.float32)))     # re-registering a buffer replaces it, as torch
+    assert (bn.running_mean.data == 1).all()

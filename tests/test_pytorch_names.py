@@ -22,8 +22,9 @@ def test_creators_take_torch_keywords(name):
     for shape in [(2, 3), ((2, 3),)]:
         t = make(*shape)
         assert t.size() == (2, 3) and t.dtype == np.float32 and not t.requires_grad    # torch's default dtype
-    t = make(4, dtype=np.float64, requires_grad=True)
+    t = make(4, dtype=np.float64, requires_grad=True, device='cpu')
     assert t.dtype == np.float64 and t.requires_grad and t.is_leaf
+    with pytest.raises(RuntimeError, match="device='cuda'"): make(2, device='cuda')
 
 
 def test_tensor_and_arange_follow_torch_dtype_rules():

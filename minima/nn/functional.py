@@ -38,11 +38,14 @@ def _windows(x: np.ndarray, kernel, stride, dilation) -> np.ndarray:
 def _add_windows(g: np.ndarray, shape: tuple, stride, dilation) -> np.ndarray:
     "The adjoint of `_windows`: add window values g (N, C, H_out, W_out, k_h, k_w) back into an array of `shape`."
     out = np.zeros(shape, g.dtype)
-    oh, ow, kh, kw = g.shape[2:]
-    for u in range(kh):
+    n, c, oh, ow, kh, kw = g.shape
+    if tuple(stride) == (kh, kw) and tuple(dilation) == (1, 1):      # windows tile the input: one copy
+        out[:, :, :oh * kh, :ow * kw] = g.transpose(0, 1, 2, 4, 3, 5).reshape(n, c, oh * kh, ow * kw)
+        return out
+    for u in range(kh):                                             # one strided slice per kernel offset
         for v in range(kw):
-            r, c = u * dilation[0], v * dilation[1]
-            out[:, :, r:r + stride[0] * (oh - 1) + 1:stride[0], c:c + stride[1] * (ow - 1) + 1:stride[1]] += g[..., u, v]
+            top, left = u * dilation[0], v * dilation[1]
+            out[:, :, top:top + stride[0] * (oh - 1) + 1:stride[0], left:left + stride[1] * (ow - 1) + 1:stride[1]] += g[..., u, v]
     return out
 
 def _batched(input: Tensor, name: str):
@@ -63,7 +66,14 @@ def _conv_padding(padding, kernel, dilation, stride) -> tuple:
     ph, pw = _pair(padding, 'padding', low=0)
     return (ph, ph), (pw, pw)
 
-def conv2d(input: Tensor, weight: Tensor, bias: Tensor = None, stride=1, padding=0, dilation=1, groups: int = 1) -> Tensor:
+def conv2d(input: Tensor,          # (N, C_in, H, W), or (C_in, H, W) unbatched
+           weight: Tensor,         # (C_out, C_in, k_h, k_w)
+           bias: Tensor = None,    # (C_out,), or None
+           stride=1,               # int or (s_h, s_w)
+           padding=0,              # int, (p_h, p_w), 'valid' or 'same' (stride 1)
+           dilation=1,             # int or (d_h, d_w): spacing of the kernel taps
+           groups: int = 1,        # must be 1
+          ) -> Tensor:             # (N, C_out, H_out, W_out)
     "2-D convolution of input (N, C_in, H, W) with weight (C_out, C_in, k_h, k_w) through im2col and one matrix product."
     if groups != 1: raise NotImplementedError(f"conv2d: minima supports groups=1 only, got groups={groups}")
     x4, unbatch = _batched(input, 'conv2d')
@@ -107,7 +117,13 @@ def _pool_args(kernel_size, stride, padding, dilation=1):
                            f"kernel_size={kernel} and dilation={dilation}")
     return kernel, stride, padding, dilation
 
-def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False, return_indices: bool = False):
+def max_pool2d(input: Tensor,          # (N, C, H, W), or (C, H, W) unbatched
+               kernel_size,            # int or (k_h, k_w)
+               stride=None,            # int or pair; None: kernel_size
+               padding=0,              # int or pair, at most half the kernel; padded with -inf
+               dilation=1,             # int or pair
+               ceil_mode: bool = False,# must be False
+               return_indices: bool = False): # also return the flat index (into H*W) of each maximum
     "Maximum over each window; with return_indices also the flat index (into H*W) of each maximum."
     if ceil_mode: raise NotImplementedError("max_pool2d: ceil_mode=True is not supported by minima")
     x4, unbatch = _batched(input, 'max_pool2d')
@@ -118,7 +134,7 @@ def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1, c
     oh, ow = win.shape[2:4]
     flat = win.reshape(n, c, oh, ow, -1)
     k = flat.argmax(axis=-1)[..., None]                       # first maximum, as torch
-    y = np.take_along_axis(flat, k, axis=-1)[..., 0]
+    y = flat.max(axis=-1)
     def backward(g):
         gwin = np.zeros(flat.shape, g.dtype)
         np.put_along_axis(gwin, k, g[..., None], axis=-1)
@@ -131,8 +147,14 @@ def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1, c
     cols = np.arange(ow)[None, :] * stride[1] - pw + v * dilation[1]
     return out, unbatch(Tensor((rows * w + cols).astype(np.int64)))
 
-def avg_pool2d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
-               count_include_pad: bool = True, divisor_override=None) -> Tensor:
+def avg_pool2d(input: Tensor,                # (N, C, H, W), or (C, H, W) unbatched
+               kernel_size,                  # int or (k_h, k_w)
+               stride=None,                  # int or pair; None: kernel_size
+               padding=0,                    # int or pair, at most half the kernel; zero padding
+               ceil_mode: bool = False,      # must be False
+               count_include_pad: bool = True,# count the zero padding in the divisor
+               divisor_override=None,        # divide by this instead
+              ) -> Tensor:
     "Mean over each window (zero padding counted in the divisor if count_include_pad)."
     if ceil_mode: raise NotImplementedError("avg_pool2d: ceil_mode=True is not supported by minima")
     if divisor_override is not None and divisor_override <= 0: raise RuntimeError("divisor must be not zero")
@@ -153,8 +175,15 @@ def avg_pool2d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bo
 # %% ../../nbs/02a_nn_functional.ipynb #4ec67013
 def _array(x): return x.data if isinstance(x, Tensor) else x
 
-def batch_norm(input: Tensor, running_mean, running_var, weight: Tensor = None, bias: Tensor = None,
-               training: bool = False, momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
+def batch_norm(input: Tensor,          # (N, C, ...): channels on axis 1
+               running_mean,           # (C,) array or Tensor, updated in place in training; or None
+               running_var,            # (C,) array or Tensor, updated in place in training; or None
+               weight: Tensor = None,  # gamma, (C,)
+               bias: Tensor = None,    # beta, (C,)
+               training: bool = False, # normalise by the batch statistics (and update the running ones)
+               momentum: float = 0.1,  # alpha: weight of this batch in the running statistics
+               eps: float = 1e-5,      # epsilon added to the variance
+              ) -> Tensor:
     "Normalise each channel (axis 1) by the batch statistics (training) or the running ones; updates the running ones in training."
     axes = (0,) + tuple(range(2, input.ndim))
     shape = (1, input.shape[1]) + (1,) * (input.ndim - 2)
@@ -174,7 +203,12 @@ def batch_norm(input: Tensor, running_mean, running_var, weight: Tensor = None, 
     if bias is not None: y = y + bias.reshape(shape)
     return y
 
-def layer_norm(input: Tensor, normalized_shape, weight: Tensor = None, bias: Tensor = None, eps: float = 1e-5) -> Tensor:
+def layer_norm(input: Tensor,         # (..., *normalized_shape)
+               normalized_shape,      # int or tuple: the trailing axes to normalise over
+               weight: Tensor = None, # gamma, of normalized_shape
+               bias: Tensor = None,   # beta, of normalized_shape
+               eps: float = 1e-5,     # epsilon added to the variance
+              ) -> Tensor:
     "Normalise each sample over its last len(normalized_shape) axes, then scale by weight and shift by bias."
     shape = (normalized_shape,) if isinstance(normalized_shape, (int, np.integer)) else tuple(normalized_shape)
     if input.shape[input.ndim - len(shape):] != shape:
@@ -188,8 +222,14 @@ def layer_norm(input: Tensor, normalized_shape, weight: Tensor = None, bias: Ten
     return y
 
 # %% ../../nbs/02a_nn_functional.ipynb #c4ec7652
-def embedding(input, weight: Tensor, padding_idx=None, max_norm=None, norm_type: float = 2.0,
-              scale_grad_by_freq: bool = False, sparse: bool = False) -> Tensor:
+def embedding(input,                   # integer indices, any shape (array or Tensor)
+              weight: Tensor,          # (num_embeddings, embedding_dim)
+              padding_idx=None,        # this row gets no gradient
+              max_norm=None,           # must be None
+              norm_type: float = 2.0,  # unused (goes with max_norm)
+              scale_grad_by_freq: bool = False, # must be False
+              sparse: bool = False,    # must be False
+             ) -> Tensor:              # input.shape + (embedding_dim,)
     "Rows of `weight` picked by the integer tensor `input`."
     for name, value in (('max_norm', max_norm), ('scale_grad_by_freq', scale_grad_by_freq), ('sparse', sparse)):
         if value: raise NotImplementedError(f"embedding: {name}={value!r} is not supported by minima")
@@ -198,8 +238,14 @@ def embedding(input, weight: Tensor, padding_idx=None, max_norm=None, norm_type:
         raise RuntimeError(f"Expected tensor for argument #1 'indices' to have an integer dtype; got {idx.dtype}")
     if idx.size and (idx.min() < 0 or idx.max() >= weight.shape[0]): raise IndexError("index out of range in self")
     def backward(g):
+        # rows picked several times add up: sort the picks, then sum each run of equal indices
+        # (np.add.reduceat; many times faster than np.add.at's one-by-one scatter)
+        flat = idx.reshape(-1)
+        order = np.argsort(flat, kind='stable')
+        rows = flat[order]
+        starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]]) if rows.size else np.zeros(0, int)
         gw = np.zeros(weight.shape, weight.dtype)
-        np.add.at(gw, idx, g)
+        if rows.size: gw[rows[starts]] = np.add.reduceat(g.reshape(rows.size, -1)[order], starts, axis=0).reshape((-1,) + weight.shape[1:])
         if padding_idx is not None: gw[padding_idx] = 0
         return (gw,)
     return _result(weight.data[idx], (weight,), backward)
@@ -221,9 +267,9 @@ def gelu(input: Tensor, approximate: str = 'none') -> Tensor:
     "x Φ(x) with Φ the standard normal CDF ('none'), or its tanh approximation ('tanh')."
     x = input.data
     if approximate == 'none':
-        cdf = 0.5 * (1 + _erf(x / math.sqrt(2)).astype(x.dtype, copy=False))
-        pdf = np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
-        return _result(x * cdf, (input,), lambda g: (g * (cdf + x * pdf),))
+        cdf = 0.5 * (1 + _erf(x / math.sqrt(2)).astype(x.dtype, copy=False))          # Φ(x)
+        pdf = lambda: np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)                     # φ(x), only for backward
+        return _result(x * cdf, (input,), lambda g: (g * (cdf + x * pdf()),))
     if approximate == 'tanh':
         c = math.sqrt(2 / math.pi)
         t = np.tanh(c * (x + 0.044715 * x ** 3))
@@ -273,8 +319,15 @@ def _attention_mask(attn_mask, is_causal: bool, L: int, S: int, dtype):
     if m.dtype == np.bool_: return np.where(m, 0, -np.inf).astype(dtype)
     return attn_mask if isinstance(attn_mask, Tensor) else np.asarray(m, dtype)
 
-def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn_mask=None, dropout_p: float = 0.0,
-                                 is_causal: bool = False, scale=None, enable_gqa: bool = False) -> Tensor:
+def scaled_dot_product_attention(query: Tensor,          # Q, (..., L, d)
+                                 key: Tensor,            # K, (..., S, d)
+                                 value: Tensor,          # V, (..., S, d_v)
+                                 attn_mask=None,         # boolean (true: attend) or float (added), broadcast to (..., L, S)
+                                 dropout_p: float = 0.0, # dropout on the attention weights
+                                 is_causal: bool = False,# position i attends to positions j <= i only
+                                 scale=None,             # replaces 1/sqrt(d)
+                                 enable_gqa: bool = False,# must be False
+                                ) -> Tensor:             # (..., L, d_v)
     "softmax(Q K^T scale + mask) V over the last two axes; boolean masks are true where attention is allowed."
     if enable_gqa: raise NotImplementedError("scaled_dot_product_attention: enable_gqa=True is not supported by minima")
     L, S, d = query.shape[-2], key.shape[-2], query.shape[-1]
@@ -312,18 +365,21 @@ def _class_last(input: Tensor, name: str):
     return input.permute((0,) + tuple(range(2, input.ndim)) + (1,)).reshape(-1, input.shape[1])
 
 def nll_loss(input: Tensor, target, weight=None, size_average=None, ignore_index: int = -100, reduce=None,
-             reduction: str = 'mean', label_smoothing: float = 0.0) -> Tensor:
+             reduction: str = 'mean') -> Tensor:
     "Negative log-likelihood of the target classes, given log-probabilities with the class axis at 1 (or 0)."
     _legacy(size_average, reduce); _check_reduction(reduction)
+    return _nll(input, target, weight, ignore_index, reduction, 0.0, 'nll_loss')
+
+def _nll(input: Tensor, target, weight, ignore_index: int, reduction: str, label_smoothing: float, name: str) -> Tensor:
+    "The loss of `nll_loss`, with cross_entropy's label smoothing; `name` is the function named in errors."
     t = np.asarray(_array(target))
     if t.dtype.kind not in 'iu':
-        raise RuntimeError(f"{'cross_entropy' if label_smoothing is not None else 'nll_loss'} expects integer class labels, got dtype {t.dtype}; "
+        raise RuntimeError(f"{name} expects integer class labels, got dtype {t.dtype}; "
                            "convert them with labels.astype(np.int64) (float targets must have the shape of the scores)")
-    label_smoothing = label_smoothing or 0.0
     batch_shape = input.shape[:1] + input.shape[2:] if input.ndim > 1 else ()
     if t.shape != batch_shape:
         raise ValueError(f"expected class labels of shape {batch_shape} for scores of shape {input.shape}, got {t.shape}")
-    lp = _class_last(input, 'nll_loss')
+    lp = _class_last(input, name)
     c = lp.shape[1]
     t = t.reshape(-1)
     valid = t != ignore_index
@@ -341,8 +397,15 @@ def nll_loss(input: Tensor, target, weight=None, size_average=None, ignore_index
     if reduction == 'none': return loss.reshape(batch_shape)
     return loss.sum() if reduction == 'sum' else loss.sum() / wy.sum()
 
-def cross_entropy(input: Tensor, target, weight=None, size_average=None, ignore_index: int = -100, reduce=None,
-                  reduction: str = 'mean', label_smoothing: float = 0.0) -> Tensor:
+def cross_entropy(input: Tensor,           # scores: (N, C), (C,) or (N, C, d1, ...)
+                  target,                  # class labels (N,) / () / (N, d1, ...), or class probabilities of input's shape
+                  weight=None,             # (C,) class weights
+                  size_average=None,       # deprecated in torch; must be None
+                  ignore_index: int = -100,# labels equal to this are left out (and out of the mean's divisor)
+                  reduce=None,             # deprecated in torch; must be None
+                  reduction: str = 'mean', # 'mean', 'sum' or 'none'
+                  label_smoothing: float = 0.0, # epsilon in [0, 1]: mix the target with the uniform distribution
+                 ) -> Tensor:
     "Cross-entropy between scores (class axis 1, or 0 unbatched) and class labels or class probabilities."
     _legacy(size_average, reduce); _check_reduction(reduction)
     if not 0 <= label_smoothing <= 1: raise RuntimeError(f"label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing}")
@@ -355,7 +418,7 @@ def cross_entropy(input: Tensor, target, weight=None, size_average=None, ignore_
         t = t * (1 - label_smoothing) + label_smoothing / c
         loss = -(logp * (t * w).astype(input.dtype)).sum(axis=0 if input.ndim == 1 else 1)
         return _reduce(loss, reduction)
-    return nll_loss(logp, t, weight, ignore_index=ignore_index, reduction=reduction, label_smoothing=label_smoothing)
+    return _nll(logp, t, weight, ignore_index, reduction, label_smoothing, 'cross_entropy')
 
 def mse_loss(input: Tensor, target, size_average=None, reduce=None, reduction: str = 'mean') -> Tensor:
     "Mean (or sum) of squared differences; prediction and target must have the same shape."

@@ -15,10 +15,6 @@ from .modules import Module, Parameter, Linear
 from . import functional as F
 
 # %% ../../nbs/02b_nn_layers.ipynb #94764127
-def _check_device(device):
-    if device not in (None, 'cpu'):
-        raise ValueError(f"minima computes with numpy on the CPU; device must be 'cpu' or None, got {device!r}")
-
 def _refuse(layer: str, **options):
     "NotImplementedError naming the first torch option that is set to something minima does not support."
     for name, (value, supported) in options.items():
@@ -35,7 +31,7 @@ class Conv2d(Module):
                  groups: int = 1, bias: bool = True, padding_mode: str = 'zeros',
                  device=None, dtype=np.float32,
                  generator=None):         # numpy Generator for the initial values (default: minima's global one)
-        _check_device(device)
+        init._check_device(device)
         _refuse('Conv2d', groups=(groups, 1), padding_mode=(padding_mode, 'zeros'))
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size, self.stride, self.dilation = F._pair(kernel_size, 'kernel_size'), F._pair(stride, 'stride'), F._pair(dilation, 'dilation')
@@ -59,7 +55,12 @@ class Conv2d(Module):
 # %% ../../nbs/02b_nn_layers.ipynb #bbd28ee2
 class MaxPool2d(Module):
     "Maximum over each kernel_size window of (N, C, H, W) inputs."
-    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices: bool = False, ceil_mode: bool = False):
+    def __init__(self, kernel_size,        # int or (k_h, k_w)
+                 stride=None,              # int or pair; None: kernel_size
+                 padding=0,                # int or pair, at most half the kernel; padded with -inf
+                 dilation=1,               # int or pair
+                 return_indices: bool = False, # forward also returns the flat index of each maximum
+                 ceil_mode: bool = False): # must be False
         F._pool_args(kernel_size, stride, padding, dilation)          # refuse bad values now
         self.kernel_size, self.stride, self.padding, self.dilation = kernel_size, stride if stride is not None else kernel_size, padding, dilation
         self.return_indices, self.ceil_mode = return_indices, ceil_mode
@@ -70,7 +71,12 @@ class MaxPool2d(Module):
 
 class AvgPool2d(Module):
     "Mean over each kernel_size window of (N, C, H, W) inputs."
-    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode: bool = False, count_include_pad: bool = True, divisor_override=None):
+    def __init__(self, kernel_size,        # int or (k_h, k_w)
+                 stride=None,              # int or pair; None: kernel_size
+                 padding=0,                # int or pair, at most half the kernel; zero padding
+                 ceil_mode: bool = False,  # must be False
+                 count_include_pad: bool = True, # count the zero padding in the divisor
+                 divisor_override=None):   # divide by this instead
         F._pool_args(kernel_size, stride, padding)
         self.kernel_size, self.stride, self.padding = kernel_size, stride if stride is not None else kernel_size, padding
         self.ceil_mode, self.count_include_pad, self.divisor_override = ceil_mode, count_include_pad, divisor_override
@@ -88,7 +94,7 @@ class _BatchNorm(Module):
                  affine: bool = True,             # learn a per-channel scale (weight) and shift (bias)
                  track_running_stats: bool = True,# keep running statistics for evaluation
                  device=None, dtype=np.float32):
-        _check_device(device)
+        init._check_device(device)
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
         self.weight = Parameter(np.ones(num_features, dtype)) if affine else None
@@ -131,9 +137,12 @@ class BatchNorm2d(_BatchNorm):
 # %% ../../nbs/02b_nn_layers.ipynb #15c5ed83
 class LayerNorm(Module):
     "Normalisation of each sample over its last axes (normalized_shape), with a learnt elementwise scale and shift."
-    def __init__(self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True, bias: bool = True,
+    def __init__(self, normalized_shape,          # int or tuple: the trailing axes to normalise over
+                 eps: float = 1e-5,                # added to the variance
+                 elementwise_affine: bool = True,  # learn a scale (weight) of normalized_shape
+                 bias: bool = True,                # and a shift (bias), if elementwise_affine
                  device=None, dtype=np.float32):
-        _check_device(device)
+        init._check_device(device)
         self.normalized_shape = (normalized_shape,) if isinstance(normalized_shape, (int, np.integer)) else tuple(normalized_shape)
         self.eps, self.elementwise_affine = eps, elementwise_affine
         self.weight = Parameter(np.ones(self.normalized_shape, dtype)) if elementwise_affine else None
@@ -145,10 +154,14 @@ class LayerNorm(Module):
 # %% ../../nbs/02b_nn_layers.ipynb #458ec3bb
 class Embedding(Module):
     "A lookup table: integer indices of any shape give the rows of weight (num_embeddings, embedding_dim)."
-    def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx=None, max_norm=None, norm_type: float = 2.0,
-                 scale_grad_by_freq: bool = False, sparse: bool = False, _weight=None, _freeze: bool = False,
+    def __init__(self, num_embeddings: int,   # rows of the table (vocabulary size)
+                 embedding_dim: int,           # length of each vector
+                 padding_idx=None,             # this row starts at zero and gets no gradient
+                 max_norm=None, norm_type: float = 2.0, scale_grad_by_freq: bool = False, sparse: bool = False, # not supported
+                 _weight=None,                 # initial table (as torch's private argument)
+                 _freeze: bool = False,        # do not train the table
                  device=None, dtype=np.float32, generator=None):
-        _check_device(device)
+        init._check_device(device)
         _refuse('Embedding', max_norm=(max_norm, None), scale_grad_by_freq=(scale_grad_by_freq, False), sparse=(sparse, False))
         if padding_idx is not None:
             if not -num_embeddings <= padding_idx < num_embeddings:
@@ -208,7 +221,7 @@ class MultiheadAttention(Module):
                  add_bias_kv: bool = False, add_zero_attn: bool = False, kdim=None, vdim=None,
                  batch_first: bool = False,        # inputs (N, L, E) instead of (L, N, E)
                  device=None, dtype=np.float32, generator=None):
-        _check_device(device)
+        init._check_device(device)
         _refuse('MultiheadAttention', add_bias_kv=(add_bias_kv, False), add_zero_attn=(add_zero_attn, False),
                 kdim=(kdim if kdim != embed_dim else None, None), vdim=(vdim if vdim != embed_dim else None, None))
         if embed_dim % num_heads: raise AssertionError(f"embed_dim must be divisible by num_heads, got {embed_dim} and {num_heads}")
@@ -227,8 +240,14 @@ class MultiheadAttention(Module):
         return tuple(F.linear(x, W[i * E:(i + 1) * E], None if b is None else b[i * E:(i + 1) * E])
                      for i, x in enumerate((query, key, value)))
 
-    def forward(self, query: Tensor, key: Tensor, value: Tensor, key_padding_mask=None, need_weights: bool = True,
-                attn_mask=None, average_attn_weights: bool = True, is_causal: bool = False):
+    def forward(self, query: Tensor,          # (L, N, E), (N, L, E) if batch_first, or (L, E)
+                key: Tensor,                  # (S, N, E), (N, S, E) or (S, E)
+                value: Tensor,                # as key
+                key_padding_mask=None,        # (N, S): true (or -inf) hides a key
+                need_weights: bool = True,    # also return the attention weights
+                attn_mask=None,               # (L, S) or (N*H, L, S): true (or -inf) hides a key from a query
+                average_attn_weights: bool = True, # weights averaged over the heads: (N, L, S), else (N, H, L, S)
+                is_causal: bool = False):     # without attn_mask: position i sees positions j <= i
         self_attention = query is key and key is value
         unbatched = query.ndim == 2
         if unbatched:                                                 # (L, E): a batch of one

@@ -115,6 +115,8 @@ class Module:
             raise KeyError(f"buffer name must be a non-empty string without '.', got {name!r}")
         if tensor is not None and not isinstance(tensor, Tensor) or isinstance(tensor, Parameter):
             raise TypeError(f"cannot assign '{type(tensor).__name__}' object to buffer '{name}' (minima Tensor or None required)")
+        if name in self.__dict__ and name not in self.__dict__.get('_buffers', {}):
+            raise KeyError(f"attribute '{name}' already exists")
         self.__dict__.setdefault('_buffers', {})[name] = bool(persistent)
         setattr(self, name, tensor)
 
@@ -143,11 +145,10 @@ class Module:
 
     def to(self, *args, dtype=None, device=None):
         "Convert parameters (and their gradients) and floating-point buffers to `dtype`, in place; returns self. Only the CPU exists."
-        for a in args:
-            if isinstance(a, str) or a is None: device = a
+        for a in args:                      # to('cpu'), to(np.float64), to('cpu', np.float64)
+            if isinstance(a, str) or a is None or type(a).__name__ == 'device': device = a
             else: dtype = a
-        if device not in (None, 'cpu'):
-            raise ValueError(f"minima computes with numpy on the CPU; device must be 'cpu' or None, got {device!r}")
+        init._check_device(device)
         if dtype is None: return self
         dtype = np.dtype(dtype)
         if dtype.kind != 'f': raise TypeError(f"Module.to only accepts floating point dtypes, but got desired dtype={dtype}")
@@ -207,8 +208,10 @@ class Linear(Module):
                  in_features: int,     # size of the last axis of the input
                  out_features: int,    # size of the last axis of the output
                  bias: bool = True,    # add a trainable bias b
+                 device=None,          # None or 'cpu' (minima computes with numpy on the CPU)
                  dtype=np.float32,     # dtype of W and b
                  generator=None):      # numpy Generator for the initial values (default: minima's global one)
+        init._check_device(device)
         self.in_features, self.out_features = in_features, out_features
         self.weight = Parameter(init.kaiming_uniform(out_features, in_features, a=math.sqrt(5), dtype=dtype, generator=generator))
         bound = 1 / math.sqrt(in_features) if in_features > 0 else 0.0
@@ -302,7 +305,8 @@ class CrossEntropyLoss(Module):
                  reduction: str = 'mean',        # 'mean', 'sum' or 'none' (per-sample losses)
                  label_smoothing: float = 0.0):  # mix the target with the uniform distribution
         F._legacy(size_average, reduce)
-        self.weight, self.ignore_index = weight, ignore_index
+        self.register_buffer('weight', None if weight is None else Tensor(np.array(weight.data if isinstance(weight, Tensor) else weight)))
+        self.ignore_index = ignore_index
         self.reduction, self.label_smoothing = F._check_reduction(reduction), label_smoothing
 
     def forward(self, input: Tensor, target) -> Tensor:

@@ -15,13 +15,13 @@ class NonFiniteGradientError(FloatingPointError, RuntimeError):
     "A gradient (or a gradient norm) is NaN or infinite."
 
 def _real(name: str, value, low: float, low_open: bool = False, allow_inf: bool = True) -> float:
-    "`value` as a float: TypeError unless a real number, ValueError outside [low, inf] (or (low, inf])."
+    "`value` as a float: TypeError unless a real number, ValueError outside [low, inf] ((low, ...) if low_open, ...inf) unless allow_inf)."
     if isinstance(value, str) and value.strip().lower() in ('inf', '+inf', 'infinity'): value = math.inf
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"{name}={value!r}: {name} must be a real number, got {type(value).__name__}")
     value = float(value)
     bad = math.isnan(value) or value < low or (low_open and value == low) or (not allow_inf and math.isinf(value))
-    if bad: raise ValueError(f"invalid {name}={value!r}; {name} must be a real number in {'(' if low_open else '['}{low:g}, inf]")
+    if bad: raise ValueError(f"invalid {name}={value!r}; {name} must be a real number in {'(' if low_open else '['}{low:g}, inf{']' if allow_inf else ')'}")
     return value
 
 def _check_foreach(foreach):
@@ -53,7 +53,7 @@ def get_total_norm(tensors, norm_type: float = 2.0, error_if_nonfinite: bool = F
 
 def clip_grads_with_norm_(parameters, max_norm: float, total_norm, foreach=None):
     "Scale the gradients in place by min(1, max_norm / (total_norm + 1e-6))."
-    max_norm = _real('max_norm', max_norm, 0)
+    max_norm = _real('max_norm', max_norm, 0, allow_inf=False)
     _check_foreach(foreach)
     coef = min(1.0, max_norm / (float(total_norm) + 1e-6)) if not math.isnan(float(total_norm)) else math.nan
     if coef != 1.0:
@@ -65,7 +65,7 @@ def clip_grad_norm_(parameters,                        # a Parameter or an itera
                     error_if_nonfinite: bool = False,  # raise NonFiniteGradientError (a RuntimeError) if the total norm is NaN or inf
                     foreach=None):                     # accepted as in torch; no effect
     "Scale all gradients in place by min(1, c/(N + 1e-6)), N their joint p-norm; returns N (as torch)."
-    max_norm = _real('max_norm', max_norm, 0)
+    max_norm = _real('max_norm', max_norm, 0, allow_inf=False)
     parameters = [parameters] if isinstance(parameters, Tensor) else list(parameters)
     total = get_total_norm(_grads(parameters), norm_type, error_if_nonfinite, foreach)
     clip_grads_with_norm_(parameters, max_norm, total, foreach)
@@ -75,6 +75,6 @@ def clip_grad_value_(parameters,       # a Parameter or an iterable of Parameter
                      clip_value: float,# clamp each gradient entry into [-clip_value, clip_value]
                      foreach=None):    # accepted as in torch; no effect
     "Clamp every gradient entry into [-clip_value, clip_value], in place (as torch)."
-    clip_value = _real('clip_value', clip_value, 0)
+    clip_value = _real('clip_value', clip_value, 0, allow_inf=False)
     _check_foreach(foreach)
     for g in _grads(parameters): np.clip(g, -clip_value, clip_value, out=g)
