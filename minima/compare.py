@@ -410,14 +410,14 @@ def plot_curves(rows:list, # rows of one problem from `summarize`
     if path is not None: fig.savefig(path, dpi=100); plt.close(fig)
     return fig
 
-# %% ../nbs/07_compare.ipynb #9bd5c5d2
+# %% ../nbs/07_compare.ipynb #b30102df
 def plot_lr_sensitivity(records:list, # records of one problem
                         title:str='', path=None, # write a PNG here
                        ):
     "Final validation loss against learning rate per optimizer (seed-0 runs); diverged runs as crosses on the top edge."
     plt = _pyplot()
     from matplotlib.lines import Line2D
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig, ax = plt.subplots(figsize=(9, 4.2))
     finite = [r['val_loss'] for r in records if r['status'] == 'ok']
     top = max(finite) * 2 if finite else 1.0
     names = list(dict.fromkeys(r['optimizer'] for r in records))
@@ -432,14 +432,14 @@ def plot_lr_sensitivity(records:list, # records of one problem
             ax.plot([r['lr'] for r in bad], [top] * len(bad), 'x', color=f'C{i}', ms=9, mew=2, clip_on=False)
     handles, labels = ax.get_legend_handles_labels()
     if any_bad: handles.append(Line2D([], [], marker='x', color='0.3', lw=0, ms=8, mew=2)); labels.append('diverged or failed (top edge)')
-    ax.legend(handles, labels, fontsize=8)
+    ax.legend(handles, labels, fontsize=8, loc='upper left', bbox_to_anchor=(1.01, 1))
     ax.set_xscale('log'); ax.set_yscale('log'); ax.set_ylim(top=top * 1.05)
     ax.set_xlabel('learning rate'); ax.set_ylabel('final validation loss'); ax.set_title(title); ax.grid(True, which='both', alpha=0.3)
     fig.tight_layout()
     if path is not None: fig.savefig(path, dpi=100); plt.close(fig)
     return fig
 
-# %% ../nbs/07_compare.ipynb #7783c3b1
+# %% ../nbs/07_compare.ipynb #312170cd
 def performance_profile(table:dict, # from `summarize`
                         taus:np.ndarray=None, # ratios to evaluate (None: 1 to 100 on a log scale)
                        )->tuple: # (taus, {optimizer: fraction of problems solved within tau x the best steps})
@@ -457,11 +457,11 @@ def plot_profile(table:dict, path=None):
     "The performance profile over all problems of `table`."
     plt = _pyplot()
     taus, rho = performance_profile(table)
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig, ax = plt.subplots(figsize=(9, 4.2))
     for o, f in rho.items(): ax.step(taus, f, where='post', lw=1.8, label=o)
     ax.set_xscale('log'); ax.set_ylim(-0.03, 1.03); ax.grid(True, which='both', alpha=0.3)
     ax.set_xlabel('τ: steps to target as a multiple of the fastest optimizer\'s'); ax.set_ylabel('fraction of problems')
-    ax.set_title(f'Performance profile over {len(table)} problem(s)'); ax.legend(fontsize=8, loc='lower right')
+    ax.set_title(f'Performance profile over {len(table)} problem(s)'); ax.legend(fontsize=8, loc='upper left', bbox_to_anchor=(1.01, 1))
     fig.tight_layout()
     if path is not None: fig.savefig(path, dpi=100); plt.close(fig)
     return fig
