@@ -117,6 +117,20 @@ def test_page_examples_run(nb, results):
     res = results[nb]
     assert res['ok'], describe(NBS / nb, res) + '\n' + res.get('traceback', '')
 
+CHECKS = re.compile(r'^\s*(?:assert\b|test_(?:eq|close|fail|ne|is|warns|eq_type|shuffled|stdout|fig_exists)\s*\()', re.M)
+
+def visible_checks(nb_path: Path) -> list:
+    "[(cell index, line)] for each test assertion in a cell the page shows (they belong in `#| hide` cells)."
+    return [(i, m.group(0).strip()) for i, code, _ in visible_cells(nb_path) for m in CHECKS.finditer(code)]
+
+@pytest.mark.parametrize('nb', [p.name for p in page_notebooks()])
+def test_checks_are_hidden(nb):
+    "The notebook's own checks (assert, test_eq, test_close, ...) are in hidden cells, not in the reader's path."
+    found = visible_checks(NBS / nb)
+    cells = sorted({i for i, _ in found})
+    assert not found, (f'{nb}: {len(found)} checks in {len(cells)} visible cells (cells {cells[:12]}); '
+                       f'move them to `#| hide` cells right after the example')
+
 def test_extraction_follows_the_page(tmp_path):
     "What counts as visible code, on a small notebook."
     cells = [('#| default_exp x', None), ('#| export\ndef f(): return 1', None), ('#| exports\ndef g(): return 2', 'g'),
@@ -131,6 +145,9 @@ def test_extraction_follows_the_page(tmp_path):
     for (i, code, runs), want in zip(got, [w for _, w in cells if w]): assert want in code and '#|' not in code
     assert [runs for _, _, runs in got] == [True, True, False, True, True]
     assert next(code for i, code, _ in got if i == 8) == 'z = 3'
+    assert visible_checks(nb) == []                     # the test_eq sits in the hidden cell
+    nb.write_text(json.dumps(dict(cells=[dict(cell_type='code', source='x = 1\nassert x == 1\ntest_close(x, 1)', metadata={}, outputs=[])])))
+    assert visible_checks(nb) == [(0, 'assert'), (0, 'test_close(')]
 
 def test_a_failing_page_names_its_cell(tmp_path):
     nb = tmp_path / '01_demo.ipynb'
