@@ -105,11 +105,13 @@ def describe(nb_path: Path, res: dict) -> str:
 _results = {}
 
 @pytest.fixture(scope='module')
-def results():
-    "Run every page once, two at a time (the machine has two cores)."
-    if not _results:
-        with ThreadPoolExecutor(max_workers=2) as ex:
-            for nb, res in zip(page_notebooks(), ex.map(run_page, page_notebooks())): _results[nb.name] = res
+def results(request):
+    "Run every selected page once, two at a time (the machine has two cores)."
+    wanted = [item.callspec.params['nb'] for item in request.session.items
+              if getattr(item, 'originalname', '') == 'test_page_examples_run' and hasattr(item, 'callspec')]
+    todo = [NBS / nb for nb in wanted if nb not in _results]
+    with ThreadPoolExecutor(max_workers=2) as ex:
+        for nb, res in zip(todo, ex.map(run_page, todo)): _results[nb.name] = res
     return _results
 
 @pytest.mark.parametrize('nb', [p.name for p in page_notebooks()])
