@@ -51,6 +51,7 @@ class Page(HTMLParser):
         self.n_math, self.n_block_math, self.imgs, self.styles, self.scripts = 0, 0, [], [], 0
         self._in_style = False
         self.pres, self.title, self._in_title, self.h3, self._in_h3, self.pre_h3 = [], '', False, [], False, []
+        self.pre_src = []  # per <pre>: inside a folded 'exported source' block
         self.anchors, self._a, self.sidebar = [], None, []  # (href, text) of every link; of the sidebar's
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
@@ -64,7 +65,7 @@ class Page(HTMLParser):
             if a.get('display') == 'block': self.n_block_math += 1
         if tag == 'script':
             self.scripts += 1
-        if tag == 'pre': self.pres.append(''); self.pre_h3.append(len(self.h3) - 1)
+        if tag == 'pre': self.pres.append(''); self.pre_h3.append(len(self.h3) - 1); self.pre_src.append('details' in self.stack)
         if tag == 'h1' and 'title' in (a.get('class') or '').split(): self._in_title = True
         if tag == 'h3': self.h3.append(''); self._in_h3 = True
         for k in ('src', 'data', 'poster', 'srcset'):
@@ -145,10 +146,11 @@ def check_site(site: Path, nbs: Path, problems: list) -> dict:
         for k, entry in enumerate(map(str.strip, pg.h3)):  # an API entry whose signature repeats the source shown
             nm = entry.split('.')[-1]
             if not re.fullmatch(r'[A-Za-z_][\w.]*', entry): continue
-            sig = [j for j, b in enumerate(pg.pres) if pg.pre_h3[j] == k
+            sig = [j for j, b in enumerate(pg.pres) if pg.pre_h3[j] == k and not pg.pre_src[j]
                    and re.match(rf'\s*(?:def\s+|class\s+)?{re.escape(entry)}\s*\(', b)][:1]
             src = [j for j, b in enumerate(pg.pres)
                    if j not in sig and re.search(rf'^\s*(?:async\s+)?(?:def|class)\s+{re.escape(nm)}\b', b, re.M)]
+            if sig and '$' in pg.pres[sig[0]]: problems.append(f'{name}: raw LaTeX in the signature of {entry} (comments belong in its table)')
             if sig and src: problems.append(f'{name}: the signature of {entry} is shown twice (signature block and source)')
         for tag, attr, val in pg.resources:
             for v in (val.split(',') if attr == 'srcset' else [val]):

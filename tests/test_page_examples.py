@@ -105,17 +105,33 @@ def describe(nb_path: Path, res: dict) -> str:
 _results = {}
 
 @pytest.fixture(scope='module')
-def results():
-    "Run every page once, two at a time (the machine has two cores)."
-    if not _results:
-        with ThreadPoolExecutor(max_workers=2) as ex:
-            for nb, res in zip(page_notebooks(), ex.map(run_page, page_notebooks())): _results[nb.name] = res
+def results(request):
+    "Run every selected page once, two at a time (the machine has two cores)."
+    wanted = [item.callspec.params['nb'] for item in request.session.items
+              if getattr(item, 'originalname', '') == 'test_page_examples_run' and hasattr(item, 'callspec')]
+    todo = [NBS / nb for nb in wanted if nb not in _results]
+    with ThreadPoolExecutor(max_workers=2) as ex:
+        for nb, res in zip(todo, ex.map(run_page, todo)): _results[nb.name] = res
     return _results
 
 @pytest.mark.parametrize('nb', [p.name for p in page_notebooks()])
 def test_page_examples_run(nb, results):
     res = results[nb]
     assert res['ok'], describe(NBS / nb, res) + '\n' + res.get('traceback', '')
+
+CHECKS = re.compile(r'^\s*(?:assert\b|test_(?:eq|close|fail|ne|is|warns|eq_type|shuffled|stdout|fig_exists)\s*\()', re.M)
+
+def visible_checks(nb_path: Path) -> list:
+    "[(cell index, line)] for each test assertion in a cell the page shows (they belong in `#| hide` cells)."
+    return [(i, m.group(0).strip()) for i, code, _ in visible_cells(nb_path) for m in CHECKS.finditer(code)]
+
+@pytest.mark.parametrize('nb', [p.name for p in page_notebooks()])
+def test_checks_are_hidden(nb):
+    "The notebook's own checks (assert, test_eq, test_close, ...) are in hidden cells, not in the reader's path."
+    found = visible_checks(NBS / nb)
+    cells = sorted({i for i, _ in found})
+    assert not found, (f'{nb}: {len(found)} checks in {len(cells)} visible cells (cells {cells[:12]}); '
+                       f'move them to `#| hide` cells right after the example')
 
 def test_extraction_follows_the_page(tmp_path):
     "What counts as visible code, on a small notebook."
@@ -131,6 +147,9 @@ def test_extraction_follows_the_page(tmp_path):
     for (i, code, runs), want in zip(got, [w for _, w in cells if w]): assert want in code and '#|' not in code
     assert [runs for _, _, runs in got] == [True, True, False, True, True]
     assert next(code for i, code, _ in got if i == 8) == 'z = 3'
+    assert visible_checks(nb) == []                     # the test_eq sits in the hidden cell
+    nb.write_text(json.dumps(dict(cells=[dict(cell_type='code', source='x = 1\nassert x == 1\ntest_close(x, 1)', metadata={}, outputs=[])])))
+    assert visible_checks(nb) == [(0, 'assert'), (0, 'test_close(')]
 
 def test_a_failing_page_names_its_cell(tmp_path):
     nb = tmp_path / '01_demo.ipynb'

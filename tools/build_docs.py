@@ -267,7 +267,8 @@ def _split_directives(src: str):
     lines, d = src.split('\n'), {}
     i = 0
     while i < len(lines) and (m := _re_directive.match(lines[i])):
-        d[m.group(1).lower()] = m.group(2).strip('"\'').lower() if m.group(2) else ''
+        key, value = m.group(1).lower(), m.group(2).strip('"\'') if m.group(2) else ''
+        d[key] = value if key == 'code-summary' else value.lower()  # a summary is shown as written
         i += 1
     return d, '\n'.join(lines[i:]).strip('\n')
 
@@ -339,7 +340,7 @@ def _shown_sources(cells) -> str:
     for c in cells:
         if c['cell_type'] != 'code': continue
         d, code = _split_directives(_text(c.get('source')))
-        if d.get('code-summary') == 'exported source': shown.append(code)
+        if d.get('code-summary', '').lower() == 'exported source': shown.append(code)
     return '\n'.join(shown)
 
 def _drop_signature(md: str, source: str) -> str:
