@@ -46,17 +46,18 @@ def adafactor_update(param:np.ndarray, # parameter $\theta$, updated in place
     alpha = max(eps2, _rms(param)) * rho
     # θ ← (1 − γλ) θ
     if weight_decay != 0: param *= 1 - lr * weight_decay
+    G2 = G * G
     if param.ndim > 1:
         R, C = state['row_var'], state['col_var']
         # R ← β̂ R + (1 − β̂) mean_j G²_ij ;  C ← β̂ C + (1 − β̂) mean_i G²_ij   (over the last two dimensions)
-        lerp_(R, np.mean(G * G, axis=-1, keepdims=True), weight)
-        lerp_(C, np.mean(G * G, axis=-2, keepdims=True), weight)
+        lerp_(R, np.mean(G2, axis=-1, keepdims=True), weight)
+        lerp_(C, np.mean(G2, axis=-2, keepdims=True), weight)
         # V̂ = R C / max(mean(R), ε₁)
         V = R @ C / np.maximum(np.mean(R, axis=-2, keepdims=True), eps1)
     else:
         V = state['variance']
         # V̂ ← β̂ V̂ + (1 − β̂) G²
-        lerp_(V, G * G, weight)
+        lerp_(V, G2, weight)
     # U = G / √max(V̂, ε₁²)
     U = G / np.sqrt(np.maximum(V, eps1 * eps1))
     # θ ← θ − α Û,  Û = U / max(1, RMS(U)/d)
