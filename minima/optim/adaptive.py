@@ -5,12 +5,12 @@
 # %% auto #0
 __all__ = ['AdaGrad', 'RMSProp', 'adagrad_update', 'Adagrad', 'rmsprop_update', 'RMSprop', 'adadelta_update', 'Adadelta']
 
-# %% ../../nbs/04c_optim_adaptive.ipynb #4dc72662
+# %% ../../nbs/04c_optim_adaptive.ipynb #61d4ae46
 import numpy as np
 from .blocks import scratch, sign_and_decay, moving_average_, moving_average_sq_
 from .base import Optimizer, Real, Flag
 
-# %% ../../nbs/04c_optim_adaptive.ipynb #8e8333ed
+# %% ../../nbs/04c_optim_adaptive.ipynb #cc1adb93
 def adagrad_update(param:np.ndarray, # parameter $\theta$, updated in place
                    grad:np.ndarray, # gradient, not written
                    state:dict, # `sum` $s$, starting at $s_0$
@@ -40,7 +40,7 @@ def adagrad_update(param:np.ndarray, # parameter $\theta$, updated in place
     d *= clr
     param -= d
 
-# %% ../../nbs/04c_optim_adaptive.ipynb #997b4bfa
+# %% ../../nbs/04c_optim_adaptive.ipynb #5c01182a
 _decay_options = dict(
     maximize=Flag(default=False, kw_only=True, doc='maximize the objective'),
     decoupled_weight_decay=Flag(default=False, kw_only=True, doc="θ ← (1 − γλ)θ instead of L2 (the seed's wd)"))
@@ -63,7 +63,7 @@ class Adagrad(Optimizer):
 
 AdaGrad = Adagrad
 
-# %% ../../nbs/04c_optim_adaptive.ipynb #6a92703f
+# %% ../../nbs/04c_optim_adaptive.ipynb #4d0b8acc
 def rmsprop_update(param:np.ndarray, # parameter $\theta$, updated in place
                    grad:np.ndarray, # gradient, not written
                    state:dict, # `square_avg` $v$, plus `grad_avg` $\bar g$ if centered, `momentum_buffer` $b$ if momentum > 0
@@ -110,7 +110,7 @@ def rmsprop_update(param:np.ndarray, # parameter $\theta$, updated in place
         u *= lr
         param -= u
 
-# %% ../../nbs/04c_optim_adaptive.ipynb #0b8e2a93
+# %% ../../nbs/04c_optim_adaptive.ipynb #83ef879f
 class RMSprop(Optimizer):
     "RMSProp with torch's defaults and options (centered, momentum): steps $\\gamma g/(\\sqrt{v}+\\epsilon)$."
     update = staticmethod(rmsprop_update)
@@ -132,7 +132,7 @@ class RMSprop(Optimizer):
 
 RMSProp = RMSprop
 
-# %% ../../nbs/04c_optim_adaptive.ipynb #713ddbac
+# %% ../../nbs/04c_optim_adaptive.ipynb #3130359e
 def adadelta_update(param:np.ndarray, # parameter $\theta$, updated in place
                     grad:np.ndarray, # gradient, not written
                     state:dict, # `square_avg` $v$ and `acc_delta` $u$
@@ -159,7 +159,7 @@ def adadelta_update(param:np.ndarray, # parameter $\theta$, updated in place
     delta *= lr
     param -= delta
 
-# %% ../../nbs/04c_optim_adaptive.ipynb #7d23f07c
+# %% ../../nbs/04c_optim_adaptive.ipynb #97099a0a
 class Adadelta(Optimizer):
     "Adadelta: steps $\\gamma\\sqrt{u+\\epsilon}/\\sqrt{v+\\epsilon}\\,g$ from moving averages of squared gradients and squared steps."
     update = staticmethod(adadelta_update)
