@@ -6,12 +6,12 @@
 __all__ = ['adam_update', 'Adam', 'AdamW', 'adamax_update', 'Adamax', 'nadam_momentum', 'nadam_update', 'NAdam', 'radam_update',
            'RAdam']
 
-# %% ../../nbs/04d_optim_adam.ipynb #29dc7361
+# %% ../../nbs/04d_optim_adam.ipynb #51f936a5
 import numpy as np
 from .blocks import scratch, sign_and_decay, moving_average_, moving_average_sq_, bias_correction
 from .base import Optimizer, Real, Flag, Pair, Constant
 
-# %% ../../nbs/04d_optim_adam.ipynb #47c3c7e9
+# %% ../../nbs/04d_optim_adam.ipynb #248a74a8
 def adam_update(param:np.ndarray, # parameter $\theta$, updated in place
                 grad:np.ndarray, # gradient, not written
                 state:dict, # `exp_avg` $m$, `exp_avg_sq` $v$ (and `max_exp_avg_sq` with AMSGrad)
@@ -43,7 +43,7 @@ def adam_update(param:np.ndarray, # parameter $\theta$, updated in place
     np.divide(m, d, out=d); d *= lr * s / bias_correction(b1, step)
     param -= d
 
-# %% ../../nbs/04d_optim_adam.ipynb #386b1f82
+# %% ../../nbs/04d_optim_adam.ipynb #a1669fe9
 _adam_hyperparameters = dict(
     lr=Real('[0, inf)', default=1e-3, doc='learning rate γ'),
     betas=Pair(Real('[0, 1)'), default=(0.9, 0.999), doc='(β₁, β₂), decay of the two moments'),
@@ -64,14 +64,14 @@ class Adam(Optimizer):
     def init_state(self, param, group):
         return {**_moments(param), **({'max_exp_avg_sq': np.zeros_like(param)} if group['amsgrad'] else {})}
 
-# %% ../../nbs/04d_optim_adam.ipynb #951101ca
+# %% ../../nbs/04d_optim_adam.ipynb #23e933d3
 class AdamW(Adam):
     "Adam with decoupled weight decay $\\theta \\leftarrow (1-\\gamma\\lambda)\\theta$ (PyTorch's default $\\lambda = 10^{-2}$)."
     hyperparameters = {**Adam.hyperparameters,
                        'weight_decay': Real('[0, inf)', default=1e-2, doc='decoupled weight decay λ'),
                        'decoupled_weight_decay': Constant(True)}
 
-# %% ../../nbs/04d_optim_adam.ipynb #cbd51bf6
+# %% ../../nbs/04d_optim_adam.ipynb #01d6cb5d
 def adamax_update(param:np.ndarray, # parameter $\theta$, updated in place
                   grad:np.ndarray, # gradient, not written
                   state:dict, # `exp_avg` $m$, `exp_inf` $u$
@@ -106,7 +106,7 @@ class Adamax(Optimizer):
     def init_state(self, param, group):
         return {'exp_avg': np.zeros_like(param), 'exp_inf': np.zeros_like(param)}
 
-# %% ../../nbs/04d_optim_adam.ipynb #f923d6b7
+# %% ../../nbs/04d_optim_adam.ipynb #c5dd5fb3
 def nadam_momentum(step:int, # step $t$
                    beta1:float, # $\beta_1$
                    momentum_decay:float, # $\psi$
@@ -159,7 +159,7 @@ class NAdam(Optimizer):
         # Π₀ = 1
         return {**_moments(param), 'mu_product': 1.0}
 
-# %% ../../nbs/04d_optim_adam.ipynb #2c771b8f
+# %% ../../nbs/04d_optim_adam.ipynb #d39b4721
 def radam_update(param:np.ndarray, # parameter $\theta$, updated in place
                  grad:np.ndarray, # gradient, not written
                  state:dict, # `exp_avg` $m$, `exp_avg_sq` $v$

@@ -5,12 +5,12 @@
 # %% auto #0
 __all__ = ['AdaGrad', 'RMSProp', 'adagrad_update', 'Adagrad', 'rmsprop_update', 'RMSprop', 'adadelta_update', 'Adadelta']
 
-# %% ../../nbs/04c_optim_adaptive.ipynb #61d4ae46
+# %% ../../nbs/04c_optim_adaptive.ipynb #78e2f173
 import numpy as np
 from .blocks import scratch, sign_and_decay, moving_average_, moving_average_sq_
 from .base import Optimizer, Real, Flag
 
-# %% ../../nbs/04c_optim_adaptive.ipynb #cc1adb93
+# %% ../../nbs/04c_optim_adaptive.ipynb #e36efee7
 def adagrad_update(param:np.ndarray, # parameter $\theta$, updated in place
                    grad:np.ndarray, # gradient, not written
                    state:dict, # `sum` $s$, starting at $s_0$
@@ -40,7 +40,7 @@ def adagrad_update(param:np.ndarray, # parameter $\theta$, updated in place
     d *= clr
     param -= d
 
-# %% ../../nbs/04c_optim_adaptive.ipynb #5c01182a
+# %% ../../nbs/04c_optim_adaptive.ipynb #48f03841
 _decay_options = dict(
     maximize=Flag(default=False, kw_only=True, doc='maximize the objective'),
     decoupled_weight_decay=Flag(default=False, kw_only=True, doc="θ ← (1 − γλ)θ instead of L2 (the seed's wd)"))
@@ -63,7 +63,7 @@ class Adagrad(Optimizer):
 
 AdaGrad = Adagrad
 
-# %% ../../nbs/04c_optim_adaptive.ipynb #4d0b8acc
+# %% ../../nbs/04c_optim_adaptive.ipynb #065f345f
 def rmsprop_update(param:np.ndarray, # parameter $\theta$, updated in place
                    grad:np.ndarray, # gradient, not written
                    state:dict, # `square_avg` $v$, plus `grad_avg` $\bar g$ if centered, `momentum_buffer` $b$ if momentum > 0
@@ -110,7 +110,7 @@ def rmsprop_update(param:np.ndarray, # parameter $\theta$, updated in place
         u *= lr
         param -= u
 
-# %% ../../nbs/04c_optim_adaptive.ipynb #83ef879f
+# %% ../../nbs/04c_optim_adaptive.ipynb #c0209b01
 class RMSprop(Optimizer):
     "RMSProp with torch's defaults and options (centered, momentum): steps $\\gamma g/(\\sqrt{v}+\\epsilon)$."
     update = staticmethod(rmsprop_update)
@@ -132,7 +132,7 @@ class RMSprop(Optimizer):
 
 RMSProp = RMSprop
 
-# %% ../../nbs/04c_optim_adaptive.ipynb #3130359e
+# %% ../../nbs/04c_optim_adaptive.ipynb #97751197
 def adadelta_update(param:np.ndarray, # parameter $\theta$, updated in place
                     grad:np.ndarray, # gradient, not written
                     state:dict, # `square_avg` $v$ and `acc_delta` $u$
@@ -159,7 +159,7 @@ def adadelta_update(param:np.ndarray, # parameter $\theta$, updated in place
     delta *= lr
     param -= delta
 
-# %% ../../nbs/04c_optim_adaptive.ipynb #97099a0a
+# %% ../../nbs/04c_optim_adaptive.ipynb #7f30b5d1
 class Adadelta(Optimizer):
     "Adadelta: steps $\\gamma\\sqrt{u+\\epsilon}/\\sqrt{v+\\epsilon}\\,g$ from moving averages of squared gradients and squared steps."
     update = staticmethod(adadelta_update)

@@ -5,11 +5,11 @@
 # %% auto #0
 __all__ = ['scratch', 'lending', 'sign_and_decay', 'moving_average_', 'moving_average_sq_', 'bias_correction']
 
-# %% ../../nbs/04a_optim_blocks.ipynb #7c58ed5d
+# %% ../../nbs/04a_optim_blocks.ipynb #0a621301
 import threading
 import numpy as np
 
-# %% ../../nbs/04a_optim_blocks.ipynb #3140674b
+# %% ../../nbs/04a_optim_blocks.ipynb #e5349bd7
 _lender = threading.local() # .lend: the function `scratch` asks on this thread, or absent
 
 def scratch(like:np.ndarray, # the array whose shape and dtype the temporary takes
@@ -24,7 +24,7 @@ class lending:
     def __enter__(self): self.previous, _lender.lend = getattr(_lender, 'lend', None), self.lend
     def __exit__(self, *args): _lender.lend = self.previous
 
-# %% ../../nbs/04a_optim_blocks.ipynb #bc0c84a4
+# %% ../../nbs/04a_optim_blocks.ipynb #eb9f41fe
 def sign_and_decay(param:np.ndarray, # parameter $\theta$, shrunk in place under decoupled decay
                    grad:np.ndarray, # gradient $\nabla f(\theta)$, never written
                    lr:float, # learning rate $\gamma$
@@ -43,7 +43,7 @@ def sign_and_decay(param:np.ndarray, # parameter $\theta$, shrunk in place under
     g = np.multiply(param, weight_decay, out=scratch(param))
     return np.subtract(g, grad, out=g) if maximize else np.add(g, grad, out=g)
 
-# %% ../../nbs/04a_optim_blocks.ipynb #0cfb1df5
+# %% ../../nbs/04a_optim_blocks.ipynb #4737c1c1
 def moving_average_(avg:np.ndarray, # the average $m$, updated in place
                     x:np.ndarray, # the new value $x$
                     weight:float, # $1-\beta$

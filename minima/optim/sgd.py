@@ -5,11 +5,11 @@
 # %% auto #0
 __all__ = ['sgd_update', 'SGD']
 
-# %% ../../nbs/04b_optim_sgd.ipynb #e8f4fe22
+# %% ../../nbs/04b_optim_sgd.ipynb #005db5ae
 import numpy as np
 from .blocks import scratch, sign_and_decay
 
-# %% ../../nbs/04b_optim_sgd.ipynb #bde96692
+# %% ../../nbs/04b_optim_sgd.ipynb #45e192a4
 def sgd_update(param:np.ndarray, # parameter $\theta$, updated in place
         grad:np.ndarray, # gradient, not written
         state:dict, # `momentum_buffer` $b$, made on the first step with momentum
@@ -42,7 +42,7 @@ def sgd_update(param:np.ndarray, # parameter $\theta$, updated in place
     # θ ← θ − γ d
     param -= np.multiply(g, lr, out=scratch(param))
 
-# %% ../../nbs/04b_optim_sgd.ipynb #c5a0e5de
+# %% ../../nbs/04b_optim_sgd.ipynb #6ca19966
 from .base import Optimizer, Real, Flag, Rule
 
 class SGD(Optimizer):
