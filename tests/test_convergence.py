@@ -25,7 +25,9 @@ rosenbrock_grad = lambda x: np.array([-2 * (1 - x[0]) - 400 * x[0] * (x[1] - x[0
 # (id, class, kwargs on the quadratic, steps, kwargs on Rosenbrock, steps)
 SETTINGS = [
     ('SGD', SGD, dict(lr=0.01), 1500, dict(lr=1e-3), 18000),
-    ('SGD momentum (moving average)', SGD, dict(lr=0.1, momentum=0.9), 400, dict(lr=0.01, momentum=0.9), 2000),
+    ('SGD momentum (moving average)', SGD, dict(lr=0.1, momentum=0.9, dampening=0.9, momentum_from_zero=True), 400,
+     dict(lr=0.01, momentum=0.9, dampening=0.9, momentum_from_zero=True), 2000),
+    ('SGD momentum', SGD, dict(lr=0.01, momentum=0.9), 400, dict(lr=1e-3, momentum=0.9), 2000),
     ('SGD Nesterov', SGD, dict(lr=0.01, momentum=0.9, dampening=0, nesterov=True), 300, dict(lr=1e-3, momentum=0.9, dampening=0, nesterov=True), 2000),
     ('Adagrad', Adagrad, dict(lr=1.0), 100, dict(lr=1.0), 13000),
     ('AdaGrad', AdaGrad, dict(lr=1.0), 100, dict(lr=1.0), 13000),

@@ -1237,3 +1237,74 @@ def test_the_engine_is_bit_identical_to_the_reference_loop_for_real_optimizers()
             finals.append([p.data.tobytes() for p in ps] + [b.tobytes() for p in ps for k, b in opt.state[p].items() if k != 'step'])
         assert finals[0] == finals[1]
 
+
+
+# ---------------------------------------------------------------- hooks, closure, names (torch.optim's base features)
+def test_step_hooks_per_optimizer_and_global_in_torchs_order():
+    a, = params((2,))
+    opt, other = Descent([a]), Descent(params((2,), seed=5))
+    calls = []
+    h1 = opt.register_step_pre_hook(lambda o, args, kwargs: calls.append(('pre', o is opt, args, kwargs)))
+    h2 = opt.register_step_post_hook(lambda o, args, kwargs: calls.append(('post', o is opt)))
+    g1 = base.register_optimizer_step_pre_hook(lambda o, args, kwargs: calls.append(('global pre', o is opt)))
+    g2 = base.register_optimizer_step_post_hook(lambda o, args, kwargs: calls.append(('global post', o is opt)))
+    try:
+        a.grad = np.ones(2); opt.step()
+        assert calls == [('global pre', True), ('pre', True, (), {}), ('post', True), ('global post', True)]
+        calls.clear(); other.step()
+        assert calls == [('global pre', False), ('global post', False)]   # global hooks run for every optimizer
+    finally: g1.remove(); g2.remove()
+    calls.clear(); h1.remove(); h2.remove(); opt.step(); other.step()
+    assert calls == []
+    with pytest.raises(TypeError, match='callable'): opt.register_step_pre_hook(3)
+
+def test_a_step_pre_hook_may_replace_the_closure():
+    a, = params((2,))
+    opt = Descent([a])
+    def closure(): a.grad = np.ones(2); return 1.5
+    def other(): a.grad = 2 * np.ones(2); return 7.0
+    opt.register_step_pre_hook(lambda o, args, kwargs: ((), {'closure': other}))
+    x0 = a.data.copy()
+    assert opt.step(closure) == 7.0
+    np.testing.assert_allclose(a.data, x0 - 0.1 * 2)
+
+def test_state_dict_and_load_state_dict_hooks():
+    ps, opt = trained()
+    seen = []
+    opt.register_state_dict_pre_hook(lambda o: seen.append('sd pre'))
+    opt.register_state_dict_post_hook(lambda o, sd: {**sd, 'note': 'added'})
+    sd = opt.state_dict()
+    assert seen == ['sd pre'] and sd['note'] == 'added'
+    ps2, opt2 = trained(steps=0)
+    opt2.register_load_state_dict_pre_hook(lambda o, sd: {k: v for k, v in sd.items() if k != 'note'})
+    opt2.register_load_state_dict_post_hook(lambda o: seen.append('load post'))
+    opt2.load_state_dict(sd)
+    assert seen[-1] == 'load post' and opt2.state[ps2[0]]['step'] == 3
+
+def test_named_and_unnamed_parameters_mixed_are_a_value_error_as_in_torch():
+    a, b = params((2,), (3,))
+    with pytest.raises(ValueError, match='mix of named'): Descent([('a', a), b])
+    opt = Descent([('a', a)])
+    with pytest.raises(ValueError, match='all optimizer param groups must be with names or all without'): opt.add_param_group({'params': [b]})
+    assert len(opt.param_groups) == 1
+    with pytest.raises(ValueError, match='with names or all without'): Descent([{'params': [('a', a)]}, {'params': [b]}])
+    ta, tb = torch.zeros(2, requires_grad=True), torch.zeros(3, requires_grad=True)
+    with pytest.raises(ValueError): torch.optim.SGD([('a', ta), tb], lr=0.1)
+    topt = torch.optim.SGD([('a', ta)], lr=0.1)
+    with pytest.raises(ValueError): topt.add_param_group({'params': [tb]})
+
+def test_generated_constructor_shows_torchs_signature():
+    import inspect
+    from minima.optim import SGD, Adam, Adagrad, RMSprop, Adadelta, AdamW, Adamax, NAdam, RAdam
+    for cls in (SGD, Adam, Adagrad, RMSprop, Adadelta, AdamW, Adamax, NAdam, RAdam):
+        ours, theirs = inspect.signature(cls).parameters, inspect.signature(getattr(torch.optim, cls.__name__)).parameters
+        shared = [k for k in theirs if k in ours]
+        assert [k for k in ours if k in theirs] == shared, cls.__name__          # the same order
+        reachable = True   # torch's positional arguments up to the first one minima has not (foreach, capturable, ...)
+        for k in theirs:
+            if k not in ours: reachable = False; continue
+            if theirs[k].default is not inspect.Parameter.empty: assert ours[k].default == theirs[k].default, (cls.__name__, k)
+            positional = ours[k].kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+            if reachable: assert positional == (theirs[k].kind is inspect.Parameter.POSITIONAL_OR_KEYWORD), (cls.__name__, k)
+            else: assert not positional, (cls.__name__, k)
+        assert 'Arguments' in cls.__init__.__doc__ and 'lr' in cls.__init__.__doc__

@@ -42,7 +42,11 @@ def run_seed(update, **hp):
 def assert_same(mine, seed, rtol=1e-12):
     for a, b in zip(mine, seed): np.testing.assert_allclose(a, b, rtol=rtol, atol=1e-14)
 
-# ---------------------------------------------------------------- 000/002: the original minima optim
+def assert_different(mine, seed):
+    "The torch-default call does not take the seed's steps (its form is one explicit argument away)."
+    assert any(not np.allclose(a, b, rtol=1e-6) for a, b in zip(mine, seed))
+
+# ---------------------------------------------------------------- 000/002: the seed's minima optim
 def minima_seed_sgd(p, g, c, t, lr, momentum, wd):
     if wd != 0: p = p * (1 - lr * wd)                      # _reg_step
     c['u'] = momentum * c.get('u', 0.0) + (1 - momentum) * g   # _opt_step, u starts at zeros
@@ -66,34 +70,48 @@ def minima_seed_adam(p, g, c, t, lr, beta1, beta2, eps, wd):
     m_hat, v_hat = c['m'] / (1 - beta1 ** t), c['v'] / (1 - beta2 ** t)
     return p - lr * m_hat / (v_hat ** 0.5 + eps)
 
+def seed_sgd(ps, lr=0.01, momentum=0.0, wd=0.0):
+    "The seed's `SGD(params, lr, momentum, wd)` as minima spells it (the table on the optim page)."
+    return SGD(ps, lr=lr, momentum=momentum, dampening=momentum, momentum_from_zero=True, weight_decay=wd, decoupled_weight_decay=True)
+
+def seed_adagrad(ps, lr=1e-3, wd=0.0, eps=1e-7):
+    return Adagrad(ps, lr=lr, eps=eps, weight_decay=wd, decoupled_weight_decay=True, eps_inside_sqrt=True)
+
+def seed_rmsprop(ps, lr=1e-3, wd=0.0, eps=1e-7, rho=0.9):
+    return RMSprop(ps, lr=lr, alpha=rho, eps=eps, weight_decay=wd, decoupled_weight_decay=True, eps_inside_sqrt=True)
+
 def test_minima_sgd_signature_and_defaults():
-    assert_same(run_class(lambda ps: SGD(ps, lr=0.01, momentum=0.0, wd=0.0)), run_seed(minima_seed_sgd, lr=0.01, momentum=0.0, wd=0.0))
-    assert_same(run_class(lambda ps: SGD(ps)), run_seed(minima_seed_sgd, lr=0.01, momentum=0.0, wd=0.0))
+    assert_same(run_class(lambda ps: seed_sgd(ps, lr=0.01, momentum=0.0, wd=0.0)), run_seed(minima_seed_sgd, lr=0.01, momentum=0.0, wd=0.0))
+    assert_same(run_class(lambda ps: seed_sgd(ps)), run_seed(minima_seed_sgd, lr=0.01, momentum=0.0, wd=0.0))
+    assert_same(run_class(lambda ps: SGD(ps, lr=0.01)), run_seed(minima_seed_sgd, lr=0.01, momentum=0.0, wd=0.0))
 
 @pytest.mark.parametrize('momentum,wd', [(0.9, 0.0), (0.5, 0.1), (0.0, 0.1)])
 def test_minima_sgd_damped_momentum_and_weight_decay(momentum, wd):
-    assert_same(run_class(lambda ps: SGD(ps, lr=0.01, momentum=momentum, wd=wd)), run_seed(minima_seed_sgd, lr=0.01, momentum=momentum, wd=wd))
+    assert_same(run_class(lambda ps: seed_sgd(ps, lr=0.01, momentum=momentum, wd=wd)), run_seed(minima_seed_sgd, lr=0.01, momentum=momentum, wd=wd))
+    if momentum: assert_different(run_class(lambda ps: SGD(ps, lr=0.01, momentum=momentum)), run_seed(minima_seed_sgd, lr=0.01, momentum=momentum, wd=0.0))
 
 @pytest.mark.parametrize('wd', [0.0, 0.1])
 def test_minima_adagrad(wd):
-    assert_same(run_class(lambda ps: AdaGrad(ps, lr=0.001, wd=wd, eps=1e-7)), run_seed(minima_seed_adagrad, lr=0.001, wd=wd, eps=1e-7))
-    assert_same(run_class(lambda ps: AdaGrad(ps, 0.05, wd, 1e-7)), run_seed(minima_seed_adagrad, lr=0.05, wd=wd, eps=1e-7))
-    if wd == 0: assert_same(run_class(lambda ps: AdaGrad(ps)), run_seed(minima_seed_adagrad, lr=0.001, wd=0.0, eps=1e-7))
+    assert_same(run_class(lambda ps: seed_adagrad(ps, lr=0.001, wd=wd, eps=1e-7)), run_seed(minima_seed_adagrad, lr=0.001, wd=wd, eps=1e-7))
+    assert_same(run_class(lambda ps: seed_adagrad(ps, 0.05, wd, 1e-7)), run_seed(minima_seed_adagrad, lr=0.05, wd=wd, eps=1e-7))
+    if wd == 0: assert_same(run_class(lambda ps: seed_adagrad(ps)), run_seed(minima_seed_adagrad, lr=0.001, wd=0.0, eps=1e-7))
+    assert AdaGrad is Adagrad
 
 @pytest.mark.parametrize('wd', [0.0, 0.1])
 def test_minima_rmsprop(wd):
-    assert_same(run_class(lambda ps: RMSProp(ps, lr=0.001, wd=wd, eps=1e-7, rho=0.9)), run_seed(minima_seed_rmsprop, lr=0.001, wd=wd, eps=1e-7, rho=0.9))
-    assert_same(run_class(lambda ps: RMSProp(ps, 0.01, wd, 1e-7, 0.8)), run_seed(minima_seed_rmsprop, lr=0.01, wd=wd, eps=1e-7, rho=0.8))
-    if wd == 0: assert_same(run_class(lambda ps: RMSProp(ps)), run_seed(minima_seed_rmsprop, lr=0.001, wd=0.0, eps=1e-7, rho=0.9))
+    assert_same(run_class(lambda ps: seed_rmsprop(ps, lr=0.001, wd=wd, eps=1e-7, rho=0.9)), run_seed(minima_seed_rmsprop, lr=0.001, wd=wd, eps=1e-7, rho=0.9))
+    assert_same(run_class(lambda ps: seed_rmsprop(ps, 0.01, wd, 1e-7, 0.8)), run_seed(minima_seed_rmsprop, lr=0.01, wd=wd, eps=1e-7, rho=0.8))
+    if wd == 0: assert_same(run_class(lambda ps: seed_rmsprop(ps)), run_seed(minima_seed_rmsprop, lr=0.001, wd=0.0, eps=1e-7, rho=0.9))
+    assert RMSProp is RMSprop
 
 def test_minima_adam_bias_correction_by_step_count():
     kw = dict(lr=0.01, beta1=0.9, beta2=0.999, eps=1e-8)
-    assert_same(run_class(lambda ps: Adam(ps, weight_decay=0.0, **kw)), run_seed(minima_seed_adam, wd=0.0, **kw))
+    assert_same(run_class(lambda ps: Adam(ps, lr=0.01, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)), run_seed(minima_seed_adam, wd=0.0, **kw))
     assert Adam([Parameter(np.zeros(1))]).defaults['lr'] == 1e-3     # bug 9: the seed's default was 1e-5
 
 def test_minima_adam_weight_decay_as_the_seed_code_computed_it():
-    kw = dict(lr=0.01, beta1=0.8, beta2=0.99, eps=1e-8)
-    seed = run_seed(minima_seed_adam, wd=0.1, **kw)
+    kw = dict(lr=0.01, betas=(0.8, 0.99), eps=1e-8)
+    seed = run_seed(minima_seed_adam, wd=0.1, lr=0.01, beta1=0.8, beta2=0.99, eps=1e-8)
     assert_same(run_class(lambda ps: Adam(ps, weight_decay=0.1, decoupled_weight_decay=True, **kw)), seed)
     assert_same(run_class(lambda ps: AdamW(ps, weight_decay=0.1, **kw)), seed)
 
@@ -131,13 +149,13 @@ def dtorch_adam(p, g, c, t, lr, betas, eps, weight_decay):
     return p - lr * a / (np.sqrt(b) + eps)
 
 def test_dtorch_sgd_with_momentum():
-    assert_same(run_class(lambda ps: SGD(ps, lr=0.01, momentum=0.9)), run_seed(dtorch_sgd, lr=0.01, momentum=0.9))
+    assert_same(run_class(lambda ps: SGD(ps, lr=0.01, momentum=0.9, dampening=0.9, momentum_from_zero=True)), run_seed(dtorch_sgd, lr=0.01, momentum=0.9))
 
 def test_dtorch_training_loop():
     "optim.SGD(model.parameters(), lr=0.01, momentum=0.9); zero_grad, output, loss, backward, step."
     manual_seed(0)
     model = nn.Sequential(nn.Linear(3, 4, dtype=np.float64), nn.Tanh(), nn.Linear(4, 1, dtype=np.float64))
-    optimizer, loss_fn = SGD(model.parameters(), lr=0.01, momentum=0.9), nn.MSELoss()
+    optimizer, loss_fn = SGD(model.parameters(), lr=0.01, momentum=0.9, dampening=0.9, momentum_from_zero=True), nn.MSELoss()
     data = np.random.default_rng(0).standard_normal((20, 5, 3))
     velocity = {p: np.zeros_like(p.data) for p in model.parameters()}
     for x in data:
@@ -208,7 +226,8 @@ def test_numpy_ml_style_functional_update():
     cache = {name: {'exp_avg': np.zeros_like(p), 'exp_avg_sq': np.zeros_like(p)} for name, p in params.items()}
     for t in range(1, STEPS + 1):
         for (name, p), G in zip(params.items(), GRADS):
-            adam_update(p, G[t - 1], cache[name], step=t, lr=0.001, betas=(0.9, 0.999), eps=1e-7)
+            adam_update(p, G[t - 1], cache[name], step=t, lr=0.001, betas=(0.9, 0.999), eps=1e-7, weight_decay=0.0, amsgrad=False,
+                        maximize=False, decoupled_weight_decay=False)
     assert_same(list(params.values()), run_seed(numpy_ml_adam, lr=0.001, decay1=0.9, decay2=0.999, eps=1e-7, clip_norm=None))
 
 # ---------------------------------------------------------------- 004: the PyTorch optimizers lab

@@ -6,33 +6,20 @@
 __all__ = ['adam_update', 'Adam', 'AdamW', 'adamax_update', 'Adamax', 'nadam_momentum', 'nadam_update', 'NAdam', 'radam_update',
            'RAdam']
 
-# %% ../../nbs/04d_optim_adam.ipynb #034b96bb
+# %% ../../nbs/04d_optim_adam.ipynb #d6722759
 import numpy as np
-from .blocks import scratch, sign_and_decay, moving_average_, moving_average_sq_, bias_correction
+from .blocks import scratch, sign_and_decay, moving_average_, adam_moments_, bias_correction, weight_decay_spec, sign_and_decay_flags
 from .base import Optimizer, Real, Flag, Pair, Constant
 
-# %% ../../nbs/04d_optim_adam.ipynb #80493463
-def adam_update(param:np.ndarray, # parameter $\theta$, updated in place
-                grad:np.ndarray, # gradient, not written
-                state:dict, # `exp_avg` $m$, `exp_avg_sq` $v$ (and `max_exp_avg_sq` with AMSGrad)
-                *,
-                step:int, # number of steps taken $t$, including this one
-                lr:float, # learning rate $\gamma$
-                betas:tuple, # $(\beta_1, \beta_2)$
-                eps:float, # $\epsilon$
-                weight_decay:float, # weight decay $\lambda$
-                amsgrad:bool, # divide by the running maximum of $v$
-                maximize:bool, # ascend instead of descend
-                decoupled_weight_decay:bool, # $\theta \leftarrow (1-\gamma\lambda)\theta$ (AdamW) instead of L2
-               ):
-    "One Adam step on `param` in place."
-    b1, b2 = betas
+# %% ../../nbs/04d_optim_adam.ipynb #9299ae93
+def adam_update(param, grad, state, *,
+                step, lr, betas, eps, weight_decay, amsgrad, maximize, decoupled_weight_decay):
+    "One Adam step on `param` in place; `state` holds `exp_avg` m, `exp_avg_sq` v (and `max_exp_avg_sq` with AMSGrad)."
     g = sign_and_decay(param, grad, lr, weight_decay, maximize, decoupled_weight_decay)
     m, v = state['exp_avg'], state['exp_avg_sq']
-    # m ← β₁ m + (1 − β₁) g
-    moving_average_(m, g, 1 - b1)
-    # v ← β₂ v + (1 − β₂) g²
-    moving_average_sq_(v, g, 1 - b2)
+    # m ← β₁ m + (1 − β₁) g ;  v ← β₂ v + (1 − β₂) g²
+    adam_moments_(m, v, g, betas)
+    b1, b2 = betas
     if amsgrad:
         if 'max_exp_avg_sq' not in state: state['max_exp_avg_sq'] = np.zeros_like(param)   # amsgrad turned on after the first step
         # v_max ← max(v_max, v)
@@ -43,14 +30,12 @@ def adam_update(param:np.ndarray, # parameter $\theta$, updated in place
     np.divide(m, d, out=d); d *= lr * s / bias_correction(b1, step)
     param -= d
 
-# %% ../../nbs/04d_optim_adam.ipynb #8c2e5a26
+# %% ../../nbs/04d_optim_adam.ipynb #f5062e87
 _adam_hyperparameters = dict(
     lr=Real('[0, inf)', default=1e-3, doc='learning rate γ'),
     betas=Pair(Real('[0, 1)'), default=(0.9, 0.999), doc='(β₁, β₂), decay of the two moments'),
     eps=Real('[0, inf)', default=1e-8, doc='ε added to the denominator'),
-    weight_decay=Real('[0, inf)', default=0.0, doc='weight decay λ (L2 unless decoupled_weight_decay)'),
-    maximize=Flag(default=False, kw_only=True, doc='maximize the objective'),
-    decoupled_weight_decay=Flag(default=False, kw_only=True, doc='θ ← (1 − γλ)θ (AdamW) instead of L2'))
+    weight_decay=weight_decay_spec, **sign_and_decay_flags)
 
 def _moments(param):
     "Adam's two moments, zero at the start."
@@ -64,27 +49,16 @@ class Adam(Optimizer):
     def init_state(self, param, group):
         return {**_moments(param), **({'max_exp_avg_sq': np.zeros_like(param)} if group['amsgrad'] else {})}
 
-# %% ../../nbs/04d_optim_adam.ipynb #2b850929
+# %% ../../nbs/04d_optim_adam.ipynb #4012b4ef
 class AdamW(Adam):
     "Adam with decoupled weight decay $\\theta \\leftarrow (1-\\gamma\\lambda)\\theta$ (PyTorch's default $\\lambda = 10^{-2}$)."
     hyperparameters = {**Adam.hyperparameters,
                        'weight_decay': Real('[0, inf)', default=1e-2, doc='decoupled weight decay λ'),
                        'decoupled_weight_decay': Constant(True)}
 
-# %% ../../nbs/04d_optim_adam.ipynb #e3e2625b
-def adamax_update(param:np.ndarray, # parameter $\theta$, updated in place
-                  grad:np.ndarray, # gradient, not written
-                  state:dict, # `exp_avg` $m$, `exp_inf` $u$
-                  *,
-                  step:int, # number of steps taken $t$
-                  lr:float, # learning rate $\gamma$
-                  betas:tuple, # $(\beta_1, \beta_2)$
-                  eps:float, # $\epsilon$
-                  weight_decay:float, # weight decay $\lambda$
-                  maximize:bool, # ascend instead of descend
-                  decoupled_weight_decay:bool, # $\theta \leftarrow (1-\gamma\lambda)\theta$ instead of L2
-                 ):
-    "One Adamax step on `param` in place."
+# %% ../../nbs/04d_optim_adam.ipynb #8f7d0e1d
+def adamax_update(param, grad, state, *, step, lr, betas, eps, weight_decay, maximize, decoupled_weight_decay):
+    "One Adamax step on `param` in place; `state` holds `exp_avg` m and `exp_inf` u."
     b1, b2 = betas
     g = sign_and_decay(param, grad, lr, weight_decay, maximize, decoupled_weight_decay)
     m, u = state['exp_avg'], state['exp_inf']
@@ -106,7 +80,7 @@ class Adamax(Optimizer):
     def init_state(self, param, group):
         return {'exp_avg': np.zeros_like(param), 'exp_inf': np.zeros_like(param)}
 
-# %% ../../nbs/04d_optim_adam.ipynb #7fbfbeb8
+# %% ../../nbs/04d_optim_adam.ipynb #a6d602c5
 def nadam_momentum(step:int, # step $t$
                    beta1:float, # $\beta_1$
                    momentum_decay:float, # $\psi$
@@ -114,20 +88,9 @@ def nadam_momentum(step:int, # step $t$
     "NAdam's momentum coefficient at step `step`."
     return beta1 * (1 - 0.5 * 0.96 ** (step * momentum_decay))
 
-def nadam_update(param:np.ndarray, # parameter $\theta$, updated in place
-                 grad:np.ndarray, # gradient, not written
-                 state:dict, # `exp_avg` $m$, `exp_avg_sq` $v$ and the number `mu_product` $\Pi$
-                 *,
-                 step:int, # number of steps taken $t$
-                 lr:float, # learning rate $\gamma$
-                 betas:tuple, # $(\beta_1, \beta_2)$
-                 eps:float, # $\epsilon$
-                 weight_decay:float, # weight decay $\lambda$
-                 momentum_decay:float, # $\psi$
-                 maximize:bool, # ascend instead of descend
-                 decoupled_weight_decay:bool, # $\theta \leftarrow (1-\gamma\lambda)\theta$ instead of L2
-                ):
-    "One NAdam step on `param` in place."
+def nadam_update(param, grad, state, *,
+                 step, lr, betas, eps, weight_decay, momentum_decay, maximize, decoupled_weight_decay):
+    "One NAdam step on `param` in place; `state` holds `exp_avg` m, `exp_avg_sq` v and the number `mu_product` Π."
     b1, b2 = betas
     # μ_t, μ_{t+1}
     mu, mu_next = nadam_momentum(step, b1, momentum_decay), nadam_momentum(step + 1, b1, momentum_decay)
@@ -137,8 +100,7 @@ def nadam_update(param:np.ndarray, # parameter $\theta$, updated in place
     g = sign_and_decay(param, grad, lr, weight_decay, maximize, decoupled_weight_decay)
     m, v = state['exp_avg'], state['exp_avg_sq']
     # m ← β₁ m + (1 − β₁) g ;  v ← β₂ v + (1 − β₂) g²
-    moving_average_(m, g, 1 - b1)
-    moving_average_sq_(v, g, 1 - b2)
+    adam_moments_(m, v, g, betas)
     # d = √(v / (1 − β₂ᵗ)) + ε
     d = np.divide(v, bias_correction(b2, step), out=scratch(param)); np.sqrt(d, out=d); d += eps
     # θ ← θ − γ (1 − μ_t) / (1 − Π_t) · g / d
@@ -159,26 +121,14 @@ class NAdam(Optimizer):
         # Π₀ = 1
         return {**_moments(param), 'mu_product': 1.0}
 
-# %% ../../nbs/04d_optim_adam.ipynb #6a0dfe83
-def radam_update(param:np.ndarray, # parameter $\theta$, updated in place
-                 grad:np.ndarray, # gradient, not written
-                 state:dict, # `exp_avg` $m$, `exp_avg_sq` $v$
-                 *,
-                 step:int, # number of steps taken $t$
-                 lr:float, # learning rate $\gamma$
-                 betas:tuple, # $(\beta_1, \beta_2)$
-                 eps:float, # $\epsilon$
-                 weight_decay:float, # weight decay $\lambda$
-                 maximize:bool, # ascend instead of descend
-                 decoupled_weight_decay:bool, # $\theta \leftarrow (1-\gamma\lambda)\theta$ instead of L2
-                ):
-    "One RAdam step on `param` in place."
-    b1, b2 = betas
+# %% ../../nbs/04d_optim_adam.ipynb #b6db1992
+def radam_update(param, grad, state, *, step, lr, betas, eps, weight_decay, maximize, decoupled_weight_decay):
+    "One RAdam step on `param` in place; `state` holds `exp_avg` m and `exp_avg_sq` v."
     g = sign_and_decay(param, grad, lr, weight_decay, maximize, decoupled_weight_decay)
     m, v = state['exp_avg'], state['exp_avg_sq']
     # m ← β₁ m + (1 − β₁) g ;  v ← β₂ v + (1 − β₂) g²
-    moving_average_(m, g, 1 - b1)
-    moving_average_sq_(v, g, 1 - b2)
+    adam_moments_(m, v, g, betas)
+    b1, b2 = betas
     bc1, bc2 = bias_correction(b1, step), bias_correction(b2, step)
     # ρ_∞ = 2 / (1 − β₂) − 1 ;  ρ_t = ρ_∞ − 2 t β₂ᵗ / (1 − β₂ᵗ)
     rho_inf = 2 / (1 - b2) - 1

@@ -5,27 +5,15 @@
 # %% auto #0
 __all__ = ['AdaGrad', 'RMSProp', 'adagrad_update', 'Adagrad', 'rmsprop_update', 'RMSprop', 'adadelta_update', 'Adadelta']
 
-# %% ../../nbs/04c_optim_adaptive.ipynb #4dc72662
+# %% ../../nbs/04c_optim_adaptive.ipynb #0ccf4317
 import numpy as np
-from .blocks import scratch, sign_and_decay, moving_average_, moving_average_sq_
+from .blocks import scratch, sign_and_decay, moving_average_, moving_average_sq_, weight_decay_spec, sign_and_decay_flags
 from .base import Optimizer, Real, Flag
 
-# %% ../../nbs/04c_optim_adaptive.ipynb #8e8333ed
-def adagrad_update(param:np.ndarray, # parameter $\theta$, updated in place
-                   grad:np.ndarray, # gradient, not written
-                   state:dict, # `sum` $s$, starting at $s_0$
-                   *,
-                   step:int, # step count $t$, 1 on the first step
-                   lr:float, # learning rate $\gamma$
-                   lr_decay:float, # learning-rate decay $\delta$
-                   weight_decay:float, # weight decay $\lambda$
-                   initial_accumulator_value:float, # $s_0$ (read by `init_state`)
-                   eps:float, # $\epsilon$
-                   maximize:bool, # ascend instead of descend
-                   decoupled_weight_decay:bool, # $\theta \leftarrow (1-\gamma\lambda)\theta$ instead of L2
-                   eps_inside_sqrt:bool, # the seed's $\sqrt{s+\epsilon}$ instead of $\sqrt{s}+\epsilon$
-                  ):
-    "One AdaGrad step on `param` in place."
+# %% ../../nbs/04c_optim_adaptive.ipynb #ae4565ad
+def adagrad_update(param, grad, state, *,
+                   step, lr, lr_decay, weight_decay, initial_accumulator_value, eps, maximize, decoupled_weight_decay, eps_inside_sqrt):
+    "One AdaGrad step on `param` in place; `state` holds `sum` s."
     g = sign_and_decay(param, grad, lr, weight_decay, maximize, decoupled_weight_decay)
     s = state['sum']
     # γ_t = γ / (1 + (t − 1) δ)
@@ -37,49 +25,30 @@ def adagrad_update(param:np.ndarray, # parameter $\theta$, updated in place
     else: d = np.sqrt(s, out=scratch(param)); d += eps
     # θ ← θ − γ_t g / d
     np.divide(g, d, out=d)
-    d *= clr
-    param -= d
+    param -= np.multiply(d, clr, out=d)
 
-# %% ../../nbs/04c_optim_adaptive.ipynb #997b4bfa
-_decay_options = dict(
-    maximize=Flag(default=False, kw_only=True, doc='maximize the objective'),
-    decoupled_weight_decay=Flag(default=False, kw_only=True, doc="θ ← (1 − γλ)θ instead of L2 (the seed's wd)"))
-
+# %% ../../nbs/04c_optim_adaptive.ipynb #72ef09eb
 class Adagrad(Optimizer):
     "AdaGrad: per-coordinate steps $\\gamma_t g/(\\sqrt{s}+\\epsilon)$, $s$ the sum of squared gradients (torch's defaults)."
     update = staticmethod(adagrad_update)
-    hyperparameters = dict(
-        lr=Real('[0, inf)', default=1e-2, doc='learning rate γ'),
-        lr_decay=Real('[0, inf)', default=0.0, doc='δ in γ_t = γ/(1 + (t−1)δ)'),
-        weight_decay=Real('[0, inf)', default=0.0, doc='weight decay λ (L2 unless decoupled_weight_decay)'),
-        initial_accumulator_value=Real('[0, inf)', default=0.0, doc='starting value s₀ of the sum'),
-        eps=Real('[0, inf)', default=1e-10, doc='ε added to the denominator'),
-        **_decay_options,
-        eps_inside_sqrt=Flag(default=False, kw_only=True, doc="√(s + ε) instead of √s + ε (the seed's placement)"))
-
     def init_state(self, param, group):
         # s₀ = s_init
         return {'sum': np.full_like(param, group['initial_accumulator_value'])}
+    hyperparameters = dict(
+        lr=Real('[0, inf)', default=1e-2, doc='learning rate γ'),
+        lr_decay=Real('[0, inf)', default=0.0, doc='δ in γ_t = γ/(1 + (t−1)δ)'),
+        weight_decay=weight_decay_spec,
+        initial_accumulator_value=Real('[0, inf)', default=0.0, doc='starting value s₀ of the sum'),
+        eps=Real('[0, inf)', default=1e-10, doc='ε added to the denominator'),
+        **sign_and_decay_flags,
+        eps_inside_sqrt=Flag(default=False, kw_only=True, doc="√(s + ε) instead of √s + ε (the seed's placement)"))
 
 AdaGrad = Adagrad
 
-# %% ../../nbs/04c_optim_adaptive.ipynb #6a92703f
-def rmsprop_update(param:np.ndarray, # parameter $\theta$, updated in place
-                   grad:np.ndarray, # gradient, not written
-                   state:dict, # `square_avg` $v$, plus `grad_avg` $\bar g$ if centered, `momentum_buffer` $b$ if momentum > 0
-                   *,
-                   step:int, # step count $t$, 1 on the first step
-                   lr:float, # learning rate $\gamma$
-                   alpha:float, # decay $\alpha$ of the moving averages
-                   eps:float, # $\epsilon$
-                   weight_decay:float, # weight decay $\lambda$
-                   momentum:float, # momentum $\mu$
-                   centered:bool, # divide by the standard deviation instead of the RMS
-                   maximize:bool, # ascend instead of descend
-                   decoupled_weight_decay:bool, # $\theta \leftarrow (1-\gamma\lambda)\theta$ instead of L2
-                   eps_inside_sqrt:bool, # the seed's $\sqrt{v+\epsilon}$ instead of $\sqrt{v}+\epsilon$
-                  ):
-    "One RMSProp step on `param` in place."
+# %% ../../nbs/04c_optim_adaptive.ipynb #f4a21c4c
+def rmsprop_update(param, grad, state, *,
+                   step, lr, alpha, eps, weight_decay, momentum, centered, maximize, decoupled_weight_decay, eps_inside_sqrt):
+    "One RMSProp step on `param` in place; `state` holds `square_avg` v, and `grad_avg` ḡ, `momentum_buffer` b when used."
     g = sign_and_decay(param, grad, lr, weight_decay, maximize, decoupled_weight_decay)
     v = state['square_avg']
     # v ← α v + (1 − α) g²
@@ -110,42 +79,30 @@ def rmsprop_update(param:np.ndarray, # parameter $\theta$, updated in place
         u *= lr
         param -= u
 
-# %% ../../nbs/04c_optim_adaptive.ipynb #0b8e2a93
+# %% ../../nbs/04c_optim_adaptive.ipynb #abaaa1bc
 class RMSprop(Optimizer):
     "RMSProp with torch's defaults and options (centered, momentum): steps $\\gamma g/(\\sqrt{v}+\\epsilon)$."
     update = staticmethod(rmsprop_update)
-    hyperparameters = dict(
-        lr=Real('[0, inf)', default=1e-2, doc='learning rate γ'),
-        alpha=Real('[0, 1]', default=0.99, doc="decay α of the moving averages (the seed's ρ)"),
-        eps=Real('[0, inf)', default=1e-8, doc='ε added to the denominator'),
-        weight_decay=Real('[0, inf)', default=0.0, doc='weight decay λ (L2 unless decoupled_weight_decay)'),
-        momentum=Real('[0, 1)', default=0.0, doc='momentum μ on the normalized steps'),
-        centered=Flag(default=False, doc='divide by the standard deviation instead of the RMS'),
-        **_decay_options,
-        eps_inside_sqrt=Flag(default=False, kw_only=True, doc="√(v + ε) instead of √v + ε (the seed's placement)"))
-
     def init_state(self, param, group):
         state = {'square_avg': np.zeros_like(param)}
         if group['momentum'] > 0: state['momentum_buffer'] = np.zeros_like(param)
         if group['centered']: state['grad_avg'] = np.zeros_like(param)
         return state
+    hyperparameters = dict(
+        lr=Real('[0, inf)', default=1e-2, doc='learning rate γ'),
+        alpha=Real('[0, 1]', default=0.99, doc="decay α of the moving averages (the seed's ρ)"),
+        eps=Real('[0, inf)', default=1e-8, doc='ε added to the denominator'),
+        weight_decay=weight_decay_spec,
+        momentum=Real('[0, 1)', default=0.0, doc='momentum μ on the normalized steps'),
+        centered=Flag(default=False, doc='divide by the standard deviation instead of the RMS'),
+        **sign_and_decay_flags,
+        eps_inside_sqrt=Flag(default=False, kw_only=True, doc="√(v + ε) instead of √v + ε (the seed's placement)"))
 
 RMSProp = RMSprop
 
-# %% ../../nbs/04c_optim_adaptive.ipynb #713ddbac
-def adadelta_update(param:np.ndarray, # parameter $\theta$, updated in place
-                    grad:np.ndarray, # gradient, not written
-                    state:dict, # `square_avg` $v$ and `acc_delta` $u$
-                    *,
-                    step:int, # step count $t$, 1 on the first step
-                    lr:float, # learning rate $\gamma$
-                    rho:float, # decay $\rho$ of both averages
-                    eps:float, # $\epsilon$
-                    weight_decay:float, # weight decay $\lambda$
-                    maximize:bool, # ascend instead of descend
-                    decoupled_weight_decay:bool, # $\theta \leftarrow (1-\gamma\lambda)\theta$ instead of L2
-                   ):
-    "One Adadelta step on `param` in place."
+# %% ../../nbs/04c_optim_adaptive.ipynb #bdbd1867
+def adadelta_update(param, grad, state, *, step, lr, rho, eps, weight_decay, maximize, decoupled_weight_decay):
+    "One Adadelta step on `param` in place; `state` holds `square_avg` v and `acc_delta` u."
     g = sign_and_decay(param, grad, lr, weight_decay, maximize, decoupled_weight_decay)
     v, u = state['square_avg'], state['acc_delta']
     # v ← ρ v + (1 − ρ) g²
@@ -156,19 +113,17 @@ def adadelta_update(param:np.ndarray, # parameter $\theta$, updated in place
     # u ← ρ u + (1 − ρ) Δ²
     moving_average_sq_(u, delta, 1 - rho)
     # θ ← θ − γ Δ
-    delta *= lr
-    param -= delta
+    param -= np.multiply(delta, lr, out=delta)
 
-# %% ../../nbs/04c_optim_adaptive.ipynb #7d23f07c
+# %% ../../nbs/04c_optim_adaptive.ipynb #97ab4a9a
 class Adadelta(Optimizer):
     "Adadelta: steps $\\gamma\\sqrt{u+\\epsilon}/\\sqrt{v+\\epsilon}\\,g$ from moving averages of squared gradients and squared steps."
     update = staticmethod(adadelta_update)
+    def init_state(self, param, group):
+        return {'square_avg': np.zeros_like(param), 'acc_delta': np.zeros_like(param)}
     hyperparameters = dict(
         lr=Real('[0, inf)', default=1.0, doc="learning rate γ (1.0 is Zeiler's method)"),
         rho=Real('[0, 1]', default=0.9, doc='decay ρ of both averages'),
         eps=Real('[0, inf)', default=1e-6, doc='ε, inside both roots'),
-        weight_decay=Real('[0, inf)', default=0.0, doc='weight decay λ (L2 unless decoupled_weight_decay)'),
-        **_decay_options)
-
-    def init_state(self, param, group):
-        return {'square_avg': np.zeros_like(param), 'acc_delta': np.zeros_like(param)}
+        weight_decay=weight_decay_spec,
+        **sign_and_decay_flags)

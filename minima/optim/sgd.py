@@ -5,26 +5,14 @@
 # %% auto #0
 __all__ = ['sgd_update', 'SGD']
 
-# %% ../../nbs/04b_optim_sgd.ipynb #9243e77d
+# %% ../../nbs/04b_optim_sgd.ipynb #a59626cf
 import numpy as np
-from .blocks import scratch, sign_and_decay
+from .blocks import scratch, sign_and_decay, weight_decay_spec, sign_and_decay_flags
 
-# %% ../../nbs/04b_optim_sgd.ipynb #a548b018
-def sgd_update(param:np.ndarray, # parameter $\theta$, updated in place
-        grad:np.ndarray, # gradient, not written
-        state:dict, # `momentum_buffer` $b$, made on the first step with momentum
-        *,
-        step:int, # step count $t$, 1 on the first step
-        lr:float, # learning rate $\gamma$
-        momentum:float, # momentum $\mu$
-        dampening:float, # dampening $\tau$
-        weight_decay:float, # weight decay $\lambda$
-        nesterov:bool, # Nesterov momentum
-        maximize:bool, # ascend instead of descend
-        decoupled_weight_decay:bool, # $\theta \leftarrow (1-\gamma\lambda)\theta$ instead of L2
-        momentum_from_zero:bool, # the seed's $b_0 = 0$ instead of $b_1 = g_1$
-       ):
-    "One SGD step on `param` in place."
+# %% ../../nbs/04b_optim_sgd.ipynb #f12fbde1
+def sgd_update(param, grad, state, *,
+               step, lr, momentum, dampening, weight_decay, nesterov, maximize, decoupled_weight_decay, momentum_from_zero):
+    "One SGD step on `param` in place; `state` gets `momentum_buffer` b on the first step with momentum."
     g = sign_and_decay(param, grad, lr, weight_decay, maximize, decoupled_weight_decay)
     if momentum != 0:
         b = state.get('momentum_buffer')
@@ -42,7 +30,7 @@ def sgd_update(param:np.ndarray, # parameter $\theta$, updated in place
     # θ ← θ − γ d
     param -= np.multiply(g, lr, out=scratch(param))
 
-# %% ../../nbs/04b_optim_sgd.ipynb #c04d26f4
+# %% ../../nbs/04b_optim_sgd.ipynb #201de4bc
 from .base import Optimizer, Real, Flag, Rule
 
 class SGD(Optimizer):
@@ -52,10 +40,9 @@ class SGD(Optimizer):
         lr=Real('[0, inf)', default=1e-3, doc='learning rate γ'),
         momentum=Real('[0, 1)', default=0.0, doc='momentum μ'),
         dampening=Real('[0, 1]', default=0.0, doc='dampening τ: b ← μb + (1−τ)g'),
-        weight_decay=Real('[0, inf)', default=0.0, doc='weight decay λ (L2 unless decoupled_weight_decay)'),
+        weight_decay=weight_decay_spec,
         nesterov=Flag(default=False, doc='Nesterov momentum (needs momentum > 0 and dampening = 0)'),
-        maximize=Flag(default=False, kw_only=True, doc='maximize the objective'),
-        decoupled_weight_decay=Flag(default=False, kw_only=True, doc='θ ← (1 − γλ)θ instead of L2 (the seed\'s wd)'),
+        **sign_and_decay_flags,
         momentum_from_zero=Flag(default=False, kw_only=True, doc='start the buffer at b₀ = 0 instead of b₁ = g (the seed\'s form)'))
     rules = (Rule(('nesterov', 'momentum', 'dampening'),
                   lambda h: not h['nesterov'] or (h['momentum'] > 0 and h['dampening'] == 0),
