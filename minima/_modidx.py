@@ -791,4 +791,12 @@ d = { 'settings': { 'branch': 'main',
                                            'minima.optim.schedulefree.sgd_schedulefree_update': ( 'optim_schedulefree.html#sgd_schedulefree_update',
                                                                                                   'minima/optim/schedulefree.py')},
             'minima.optim.sgd': { 'minima.optim.sgd.SGD': ('optim_sgd.html#sgd', 'minima/optim/sgd.py'),
-                                  'minima.optim.sgd.sgd_update': ('optim_sgd.html#sgd_update', 'minima/optim/sgd.py')}}}
+                                  'minima.optim.sgd.sgd_update': ('optim_sgd.html#sgd_update', 'minima/optim/sgd.py')},
+            'minima.optim.soap': { 'minima.optim.soap.SOAP': ('optim_soap.html#soap', 'minima/optim/soap.py'),
+                                   'minima.optim.soap.SOAP.init_state': ('optim_soap.html#soap.init_state', 'minima/optim/soap.py'),
+                                   'minima.optim.soap._eigenbasis': ('optim_soap.html#_eigenbasis', 'minima/optim/soap.py'),
+                                   'minima.optim.soap._power_iteration': ('optim_soap.html#_power_iteration', 'minima/optim/soap.py'),
+                                   'minima.optim.soap._rotate': ('optim_soap.html#_rotate', 'minima/optim/soap.py'),
+                                   'minima.optim.soap._rotated_axes': ('optim_soap.html#_rotated_axes', 'minima/optim/soap.py'),
+                                   'minima.optim.soap._statistic': ('optim_soap.html#_statistic', 'minima/optim/soap.py'),
+                                   'minima.optim.soap.soap_update': ('optim_soap.html#soap_update', 'minima/optim/soap.py')}}}
