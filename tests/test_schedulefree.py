@@ -200,3 +200,22 @@ def test_convex_quadratic(name, kwargs, bound):
     opt.eval()
     loss = 0.5 * np.sum(a * (p.data - 1) ** 2)
     assert loss < bound, loss
+
+@pytest.mark.parametrize('name', ['SGD', 'AdamW'])
+def test_engine_matches_the_plain_loop(name):
+    "minima's engine (flat buffers, chunks) against the core's plain loop: bit-identical, across eval()/train()."
+    from minima.optim.engine import Engine
+    kwargs = dict(lr=0.01, weight_decay=0.01, warmup_steps=4, r=0.5)
+    shapes = [(7,), (4, 5), (300_000,)]
+    runs = []
+    for enabled in (True, False):
+        before, Engine.enabled = Engine.enabled, enabled
+        try:
+            ps = [Parameter(np.linspace(-1, 1, int(np.prod(s))).reshape(s)) for s in shapes]
+            opt = PAIRS[name][1](ps, **kwargs); opt.train()
+            train(opt, ps, 5); opt.eval(); opt.train(); train(opt, ps, 5, start=5); opt.eval()
+            runs.append(([p.data.copy() for p in ps], [opt.state[p]['z'].copy() for p in ps]))
+        finally:
+            Engine.enabled = before
+    for a, b in zip(*runs):
+        for x, y in zip(a, b): assert np.array_equal(x, y)
