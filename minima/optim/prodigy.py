@@ -5,12 +5,12 @@
 # %% auto #0
 __all__ = ['prodigy_update', 'Prodigy']
 
-# %% ../../nbs/04r_optim_prodigy.ipynb #ffffffff
+# %% ../../nbs/04r_optim_prodigy.ipynb #a8a3ee27
 import numpy as np
 from ..autograd import enable_grad
 from .base import Optimizer, Real, Flag, Pair, Optional
 
-# %% ../../nbs/04r_optim_prodigy.ipynb #00000000
+# %% ../../nbs/04r_optim_prodigy.ipynb #c43af969
 def prodigy_update(params:list, # the group's Parameters; `p.data` updated in place, `p.grad` read
                    state:dict, # the group's `d`, `d_max`, `d_numerator` and lists `p0`, `exp_avg`, `exp_avg_sq`, `s`
                    *,
@@ -63,7 +63,7 @@ def prodigy_update(params:list, # the group's Parameters; `p.data` updated in pl
         p.data -= d_lr * (np.arctan2(m, np.sqrt(v)) if eps is None else m / (np.sqrt(v) + d * eps))
     return None
 
-# %% ../../nbs/04r_optim_prodigy.ipynb #00000000
+# %% ../../nbs/04r_optim_prodigy.ipynb #7a1aef47
 class Prodigy(Optimizer):
     "Prodigy: Adam with the step size $d\\gamma$, $d$ an estimate of the distance to the solution (one per param group)."
     kind = 'group'

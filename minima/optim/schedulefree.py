@@ -5,12 +5,12 @@
 # %% auto #0
 __all__ = ['sgd_schedulefree_update', 'SGDScheduleFree', 'adamw_schedulefree_update', 'AdamWScheduleFree']
 
-# %% ../../nbs/04p_optim_schedulefree.ipynb #00000000
+# %% ../../nbs/04p_optim_schedulefree.ipynb #f9aab087
 import numpy as np
 from .blocks import scratch, moving_average_sq_, bias_correction
 from .base import Optimizer, Real, Integer, Pair, Rule
 
-# %% ../../nbs/04p_optim_schedulefree.ipynb #ffffffff
+# %% ../../nbs/04p_optim_schedulefree.ipynb #9a8da164
 def _averaging_weight(state:dict, # holds `weight_sum` and `lr_max`, updated
                       step:int, # $t$
                       lr:float, # $\gamma$
@@ -54,7 +54,7 @@ def sgd_schedulefree_update(param:np.ndarray, # $y$ (train mode), updated in pla
     # y ← (1 − c) y + c z + γ(β(1 − c) − 1) d ;  z ← z − γ d
     _interpolate_and_step(param, state['z'], d, lr_t, c, momentum)
 
-# %% ../../nbs/04p_optim_schedulefree.ipynb #ffffffff
+# %% ../../nbs/04p_optim_schedulefree.ipynb #25ecc300
 class _ScheduleFree(Optimizer):
     "What Schedule-Free SGD and AdamW share: the `train_mode` key of each group and the `train()`/`eval()` switch."
     extra_group_keys = (*Optimizer.extra_group_keys, 'train_mode')
@@ -70,7 +70,7 @@ class _ScheduleFree(Optimizer):
 
     def _switch(self, to_train:bool):
         for group in self.param_groups:
-            if group['train_mode'] == to_train: continue
+            if group.get('train_mode', False) == to_train: continue
             beta = self._beta(group)
             for p in group['params']:
                 if (state := self.state.get(p)) is None: continue
@@ -88,7 +88,7 @@ class _ScheduleFree(Optimizer):
 
     def step(self, closure=None):
         "One step; the optimizer must be in train mode (`opt.train()`)."
-        if not all(g['train_mode'] for g in self.param_groups):
+        if not all(g.get('train_mode', False) for g in self.param_groups):
             raise RuntimeError(f'{type(self).__name__}.step: the optimizer is in eval mode; call opt.train() before '
                                'training steps and opt.eval() before evaluating or checkpointing')
         return super().step(closure)
@@ -107,7 +107,7 @@ class SGDScheduleFree(_ScheduleFree):
                            **_schedule_hyperparameters)
     def _beta(self, group): return group['momentum']
 
-# %% ../../nbs/04p_optim_schedulefree.ipynb #00000000
+# %% ../../nbs/04p_optim_schedulefree.ipynb #13b15d6b
 def adamw_schedulefree_update(param:np.ndarray, # $y$ (train mode), updated in place
                               grad:np.ndarray, # $g = \nabla f(y)$, not written
                               state:dict, # `z`, `exp_avg_sq` $v$, `weight_sum`, `lr_max`

@@ -5,12 +5,12 @@
 # %% auto #0
 __all__ = ['soap_update', 'SOAP']
 
-# %% ../../nbs/04q_optim_soap.ipynb #ffffffff
+# %% ../../nbs/04q_optim_soap.ipynb #21d02472
 import numpy as np
 from .blocks import moving_average_, moving_average_sq_, bias_correction
 from .base import Optimizer, Real, Integer, Flag, Pair, Optional
 
-# %% ../../nbs/04q_optim_soap.ipynb #00000000
+# %% ../../nbs/04q_optim_soap.ipynb #4d4c8158
 def _rotated_axes(shape:tuple, max_precondition_dim:int, precondition_1d:bool)->list:
     "The axes that get a basis $Q_a$: every axis no longer than `max_precondition_dim`; a vector's only if `precondition_1d`."
     if len(shape) == 1 and not precondition_1d: return []
@@ -85,7 +85,7 @@ def soap_update(param:np.ndarray, # parameter $\theta$, updated in place
         if s == 0: state[f'Q_{a}'] = _eigenbasis(state[f'GG_{a}'])
         elif s % precondition_frequency == 0: _power_iteration(state, a)
 
-# %% ../../nbs/04q_optim_soap.ipynb #00000000
+# %% ../../nbs/04q_optim_soap.ipynb #9442bcf7
 class SOAP(Optimizer):
     "SOAP: Adam in the eigenbasis of Shampoo's preconditioner, refreshed by power iteration; decoupled weight decay."
     kind = 'tensor'
