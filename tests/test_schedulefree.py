@@ -219,3 +219,11 @@ def test_engine_matches_the_plain_loop(name):
             Engine.enabled = before
     for a, b in zip(*runs):
         for x, y in zip(a, b): assert np.array_equal(x, y)
+
+def test_closure_is_evaluated_and_its_loss_returned():
+    from minima.autograd import Tensor
+    p = Parameter(np.array([1.0, -2.0])); opt = AdamWScheduleFree([p], lr=0.1); opt.train()
+    def closure():
+        opt.zero_grad(); loss = (p * p).sum(); loss.backward(); return loss.item()
+    assert opt.step(closure) == 5.0
+    np.testing.assert_allclose(p.data, [0.9, -1.9], atol=1e-8)   # steps of γ sign(g) at t = 1 (c = 1), up to ε
