@@ -211,3 +211,13 @@ def test_float32_against_the_authors_code(kwargs):
         for p, g in zip(mp, gs): p.grad = g.copy()
         topt.step(); mopt.step()
         for a, b in zip(mp, tp): assert rel_err(a.data, b.detach().numpy()) <= 1e-5
+
+def test_rotated_axes_are_fixed_when_the_state_is_made():
+    "Editing precondition_1d mid-run leaves existing states as they are (no half-done step)."
+    v, W = Parameter(np.ones(3)), Parameter(np.ones((2, 3)))
+    opt = SOAP([v, W], lr=0.1)
+    for _ in range(2): v.grad, W.grad = np.arange(3.0), np.arange(6.0).reshape(2, 3); opt.step()
+    opt.param_groups[0]['precondition_1d'] = True
+    for _ in range(2): v.grad, W.grad = np.arange(3.0), np.arange(6.0).reshape(2, 3); opt.step()
+    assert sorted(k for k in opt.state[v] if k.startswith('GG')) == [] and sorted(k for k in opt.state[W] if k.startswith('GG')) == ['GG_0', 'GG_1']
+    with pytest.raises(ValueError, match='GG_0'): opt.load_state_dict(opt.state_dict())   # saved under the old settings

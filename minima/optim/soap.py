@@ -54,8 +54,8 @@ def soap_update(param:np.ndarray, # parameter $\theta$, updated in place
                 eps:float, # $\epsilon$
                 weight_decay:float, # decoupled weight decay $\lambda$
                 precondition_frequency:int, # Adam steps between power iterations
-                max_precondition_dim:int, # longest axis that gets a basis
-                precondition_1d:bool, # rotate vectors too
+                max_precondition_dim:int, # longest axis that gets a basis (read by `SOAP.init_state`)
+                precondition_1d:bool, # rotate vectors too (read by `SOAP.init_state`)
                 correct_bias:bool, # Adam's bias correction
                 normalize_gradient:bool, # divide the step direction by its root mean square
                 maximize:bool, # ascend instead of descend
@@ -78,7 +78,8 @@ def soap_update(param:np.ndarray, # parameter $\theta$, updated in place
         param -= (lr * bias_correction(b2, s) ** 0.5 / bias_correction(b1, s) if correct_bias else lr) * N
         # θ ← (1 − γλ) θ
         if weight_decay != 0: param *= 1 - lr * weight_decay
-    for a in _rotated_axes(param.shape, max_precondition_dim, precondition_1d):
+    # the rotated axes are those given a statistic when the state was made
+    for a in [a for a in range(param.ndim) if f'GG_{a}' in state]:
         # S_a ← β_s S_a + (1 − β_s) contract_¬a(G, G)
         moving_average_(state[f'GG_{a}'], _statistic(g, a), 1 - (b2 if shampoo_beta is None else shampoo_beta))
         # Q_a: eigenvectors of S_a at the first call, then one power iteration every `precondition_frequency` Adam steps
