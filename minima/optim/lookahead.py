@@ -26,14 +26,14 @@ def lookahead_update(params:list, # the group's Parameters $\theta$ (fast weight
         # θ ← φ
         np.copyto(p.data, slow)
 
-# %% ../../nbs/04o_optim_lookahead.ipynb #cbd4ee2e
+# %% ../../nbs/04o_optim_lookahead.ipynb #9f24f5cf
 class Lookahead(Optimizer):
     "Lookahead around any minima optimizer: every k inner steps, φ ← φ + α(θ − φ) and θ ← φ."
     update = staticmethod(lookahead_update)
     kind, wraps = 'group', True
     hyperparameters = dict(
         k=Integer('[1, inf)', default=5, doc='inner steps per synchronization'),
-        alpha=Real('[0, 1]', default=0.5, doc='α: fraction of the way from the slow to the fast weights'))
+        alpha=Real('(0, 1]', default=0.5, doc='α: fraction of the way from the slow to the fast weights'))
 
     def init_state(self, params, group): return {'slow_params': [p.data.copy() for p in params]}
 
