@@ -24,7 +24,7 @@ def param_groups_layer_adaptation(named_parameters, # `(name, Parameter)` pairs,
               {'params': excluded, 'weight_decay': 0.0, 'layer_adaptation': False}]
     return [g for g in groups if g['params']]
 
-# %% ../../nbs/04m_optim_lamb_lars.ipynb #8afab73c
+# %% ../../nbs/04m_optim_lamb_lars.ipynb #4de245d6
 def lars_update(param:np.ndarray, # parameter $\theta$ (a whole tensor), updated in place
                 grad:np.ndarray, # gradient, not written
                 state:dict, # `momentum_buffer` $b$
@@ -40,6 +40,7 @@ def lars_update(param:np.ndarray, # parameter $\theta$ (a whole tensor), updated
                 maximize:bool, # ascend instead of descend
                ):
     "One LARS step on the tensor `param` in place."
+    # g ← ±∇f  (the decay enters u below, inside the local rate)
     g = sign_and_decay(param, grad, lr, 0.0, maximize, decoupled_weight_decay=True)
     eta_l = 1.0
     if layer_adaptation:
