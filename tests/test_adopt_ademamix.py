@@ -5,11 +5,11 @@ over four orders of magnitude, with exact zeros (for ADOPT a zero first gradient
 the ε floor and the clipping are exercised), on a vector, a matrix and a 3-D tensor. Errors are
 relative to the tensor's largest magnitude: <= 1e-10 in float64, <= 1e-5 in float32.
 """
-import copy, inspect, math
+import copy, inspect
 import numpy as np, pytest, torch
 import pytorch_optimizer
 from minima.nn import Parameter
-from minima.optim.adopt import ADOPT, AdEMAMix, adopt_update, ademamix_alpha, ademamix_beta3
+from minima.optim.adopt import ADOPT, AdEMAMix, ademamix_alpha, ademamix_beta3
 
 SHAPES = [(7,), (4, 5), (2, 3, 4)]
 RTOL = {np.float64: 1e-10, np.float32: 1e-5}

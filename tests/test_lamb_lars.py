@@ -14,7 +14,7 @@ import numpy as np, pytest, torch
 import pytorch_optimizer
 from minima import nn
 from minima.nn import Parameter
-from minima.optim.lamb import LAMB, LARS, lamb_update, lars_update, param_groups_layer_adaptation
+from minima.optim.lamb import LAMB, LARS, param_groups_layer_adaptation
 
 SHAPES = [(7,), (4, 5), (2, 3, 4)]
 RTOL = {np.float64: 1e-10, np.float32: 1e-5}
