@@ -118,7 +118,7 @@ def test_lamb_trust_ratio_state_and_edge_cases():
     opt2 = LAMB([w], lr=0.1); opt2.step()          # zero update: ratio 1, nothing moves
     assert opt2.state[w]['trust_ratio'] == 1.0 and np.array_equal(w.data, before)
 
-def test_groups_helper():
+def test_param_groups_layer_adaptation():
     model = nn.Sequential(nn.Linear(3, 4, dtype=np.float64), nn.LayerNorm(4, dtype=np.float64), nn.Linear(4, 1, dtype=np.float64))
     groups = param_groups_layer_adaptation(model, weight_decay=0.01)
     names = [[n for n, _ in g['params']] for g in groups]
