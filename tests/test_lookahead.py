@@ -1,18 +1,24 @@
 """Lookahead against pytorch_optimizer 4.1's Lookahead, live, in float64: minima's Lookahead around a minima
-optimizer, theirs around the corresponding torch.optim optimizer, the same gradients (a fixed random
+optimizer, theirs around the corresponding reference (torch.optim's Adam, AdamW, SGD; lion_pytorch's Lion;
+pytorch_optimizer's Lamb), the same gradients (a fixed random
 sequence with varying scale) on a vector, a matrix and a 3-D tensor. Errors are relative to the tensor's
 largest magnitude: <= 1e-10 in float64.
 """
 import copy, inspect
 import numpy as np, pytest, torch
-import pytorch_optimizer
+import lion_pytorch, pytorch_optimizer
 from minima.nn import Parameter
 from minima.optim import SGD, Adam, AdamW
 from minima.optim.lookahead import Lookahead, lookahead_update
+from minima.optim.lion import Lion
+from minima.optim.lamb import LAMB
 
 SHAPES = [(7,), (4, 5), (2, 3, 4)]
 RTOL = 1e-10
-INNER = {'Adam': (Adam, torch.optim.Adam), 'AdamW': (AdamW, torch.optim.AdamW), 'SGD': (SGD, torch.optim.SGD)}
+def lamb_reference(params, **kw): return pytorch_optimizer.Lamb(params, weight_decouple=False, adam_debias=True, **kw)
+def lamb_minima(params, **kw): return LAMB(params, bias_correction=False, **kw)
+INNER = {'Adam': (Adam, torch.optim.Adam), 'AdamW': (AdamW, torch.optim.AdamW), 'SGD': (SGD, torch.optim.SGD),
+         'Lion': (Lion, lion_pytorch.Lion), 'LAMB': (lamb_minima, lamb_reference)}
 
 def rel_err(a, b):
     scale = np.max(np.abs(b))
@@ -26,7 +32,9 @@ def gradients(steps, seed=0):
                                                     ('AdamW', dict(lr=1e-2, weight_decay=0.1), dict(k=1, alpha=0.3)),
                                                     ('SGD', dict(lr=1e-2, momentum=0.9), dict(k=7, alpha=0.5)),
                                                     ('SGD', dict(lr=1e-2, momentum=0.9, nesterov=True), dict(k=4, alpha=0.99)),
-                                                    ('Adam', dict(lr=1e-2), dict(k=5, alpha=0.05))])
+                                                    ('Adam', dict(lr=1e-2), dict(k=5, alpha=0.05)),
+                                                    ('Lion', dict(lr=1e-3, weight_decay=0.1), dict(k=4, alpha=0.6)),   # elementwise, on the engine
+                                                    ('LAMB', dict(lr=1e-2, weight_decay=0.01), dict(k=3, alpha=0.5))])  # per-tensor
 def test_parity(inner, inner_kw, la_kw):
     mcls, tcls = INNER[inner]
     rng = np.random.default_rng(1)
