@@ -31,7 +31,7 @@ def two_loop_direction(g:np.ndarray, # gradient g
                        steps:list, # s_i, oldest first
                        grad_changes:list, # y_i, oldest first
                        rho:list, # ρ_i = 1/(y_iᵀ s_i)
-                       h_diag:float, # γ_k: the initial inverse Hessian is γ_k I
+                       h_diag:float, # h_k: the initial inverse Hessian is h_k I
                       ) -> np.ndarray:
     "d = −H⁻¹g for the L-BFGS inverse Hessian of the pairs (s_i, y_i)."
     alpha = [None] * len(steps)
@@ -41,7 +41,7 @@ def two_loop_direction(g:np.ndarray, # gradient g
         # a_i = ρ_i s_iᵀ q ;  q ← q − a_i y_i
         alpha[i] = steps[i].dot(q) * rho[i]
         q -= alpha[i] * grad_changes[i]
-    # r ← γ_k q
+    # r ← h_k q
     r = q * h_diag
     for i in range(len(steps)):
         # b_i = ρ_i y_iᵀ r ;  r ← r + (a_i − b_i) s_i
@@ -171,7 +171,7 @@ def lbfgs_update(params:list, # the group's Parameters, treated as one vector x
             if ys > 1e-10:
                 if len(y_list) == history_size: y_list.pop(0); s_list.pop(0); rho.pop(0)
                 y_list.append(y); s_list.append(s); rho.append(1.0 / ys)
-                # γ_k = sᵀy / yᵀy
+                # h_k = sᵀy / yᵀy
                 h_diag = ys / y.dot(y)
             d = two_loop_direction(g, s_list, y_list, rho, h_diag)
         prev_g, prev_loss = g.copy(), loss
