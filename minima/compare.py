@@ -9,8 +9,8 @@ __all__ = ['DIVERGED_FACTOR', 'DEFAULT_OPTIMIZERS', 'QUICK_OPTIMIZERS', 'DEFAULT
            'format_table', 'plot_curves', 'plot_lr_sensitivity', 'performance_profile', 'plot_profile', 'write_report',
            'parse_args', 'run', 'main']
 
-# %% ../nbs/07_compare.ipynb #a60b7dc8
-import argparse, contextlib, hashlib, html, inspect, json, math, os, sys, time, traceback
+# %% ../nbs/07_compare.ipynb #ea1e38d4
+import argparse, contextlib, hashlib, html, inspect, json, math, os, signal, sys, time, traceback
 from dataclasses import dataclass, asdict
 from pathlib import Path
 
@@ -196,15 +196,17 @@ def save_record(out, record:dict)->Path:
     os.replace(tmp, path)
     return path
 
-# %% ../nbs/07_compare.ipynb #b50765f9
+# %% ../nbs/07_compare.ipynb #c16c32cf
 _SLOT = None # this worker's line for its progress bar
 
 def _start_worker(counter):
     global _SLOT
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle: it stops the pool
     with counter.get_lock(): counter.value += 1; _SLOT = counter.value
 
-def _pool_trial(trial, progress):
-    return run_trial(trial, progress=_SLOT if progress else None)
+def _pool_trial(task):
+    trial, progress = task
+    return trial, run_trial(trial, progress=_SLOT if progress else None)
 
 def connect(address:str, # a Dask scheduler address, e.g. tcp://127.0.0.1:8786
             timeout:float=5.0, # seconds to wait for the scheduler
@@ -237,16 +239,13 @@ def executor(workers:int=None, # local worker processes (None: one per core; 1: 
         yield lambda trials: ((t, run_trial(t, progress=1 if progress else None)) for t in trials)
         return
     import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
     context = mp.get_context('fork' if 'fork' in mp.get_all_start_methods() else 'spawn')
-    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=(context.Value('i', 0),))
-    def run(trials):
-        futures = {pool.submit(_pool_trial, t, progress): t for t in trials}
-        for f in as_completed(futures): yield futures[f], f.result()
+    pool = context.Pool(workers, initializer=_start_worker, initargs=(context.Value('i', 0),))
+    def run(trials): return pool.imap_unordered(_pool_trial, [(t, progress) for t in trials])
     try: yield run
-    except BaseException:  # Ctrl-C or an error: drop the queued trials instead of waiting for them
-        pool.shutdown(wait=False, cancel_futures=True); raise
-    pool.shutdown()
+    except BaseException:  # Ctrl-C or an error: stop the workers now, without running the queued trials
+        pool.terminate(); raise
+    pool.close(); pool.join()
 
 # %% ../nbs/07_compare.ipynb #8a230491
 def run_trials(trials:list, # `Trial`s
