@@ -66,6 +66,12 @@ def _sgd_momentum(params, lr):
 
 register_optimizer('momentum', _sgd_momentum, lr=0.01)
 
+def _lookahead_adam(params, lr):
+    "Lookahead (k=5, α=0.5) around Adam: a wrapper needs the optimizer it wraps."
+    return optim.Lookahead(optim.Adam(params, lr=lr))
+
+register_optimizer('lookahead', _lookahead_adam, lr=1e-3)
+
 # %% ../nbs/07_compare.ipynb #68e9614f
 @dataclass(frozen=True)
 class Trial:
@@ -111,6 +117,10 @@ DIVERGED_FACTOR = 100 # a loss above this many times the first step's loss means
 
 def _finite(x): return x is not None and math.isfinite(x)
 
+def _switch(opt, mode):
+    "Call `opt.train()` or `opt.eval()` where the optimizer has them: Schedule-Free evaluates at another point than it trains at."
+    if callable(switch := getattr(opt, mode, None)): switch()
+
 def _train(trial, make, progress, record):
     p = PROBLEMS[trial.problem]
     train, val = p.data(trial.root) if p.uses_root else p.data()
@@ -123,19 +133,24 @@ def _train(trial, make, progress, record):
     record['steps_per_epoch'] = len(loader)
     losses, curve = record['losses'], record['val_curve']
     bar = _bar(total, f'{trial.problem} {trial.optimizer} lr={trial.lr:.3g} seed={trial.seed}', progress)
+    _switch(opt, 'train')
     while len(losses) < total and record['status'] == 'ok':
         for batch in loader:
-            opt.zero_grad()
-            loss = p.loss(model, *batch)
-            loss.backward()
-            opt.step()
+            def closure():
+                opt.zero_grad()
+                loss = p.loss(model, *batch)
+                loss.backward()
+                return loss
+            loss = opt.step(closure)   # through a closure, so that closure-driven optimizers (LBFGS) run too
             losses.append(float(loss.item()))
             bar.update(1)
             if not (_finite(losses[-1]) and abs(losses[-1]) <= DIVERGED_FACTOR * abs(losses[0])):
                 record['status'] = 'diverged'; break
             if len(losses) == total: break
         if record['status'] == 'ok':
+            _switch(opt, 'eval')
             val_loss, metric = p.evaluate(model, val)
+            _switch(opt, 'train')
             curve.append((len(losses), val_loss, metric))
             bar.set_postfix(val_loss=f'{val_loss:.4g}')
             if not (_finite(val_loss) and _finite(metric)): record['status'] = 'diverged'
