@@ -10,7 +10,7 @@ __all__ = ['step_lr', 'multistep_lr', 'constant_lr', 'linear_lr', 'polynomial_lr
            'OneCycleLR', 'LambdaLR', 'MultiplicativeLR', 'ExponentialDecayLR', 'NoamLR', 'SequentialLR',
            'ChainedScheduler', 'ReduceLROnPlateau', 'p_decreasing', 'loss_plateaued', 'KingLR']
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #460d570c
+# %% ../../nbs/04e_lr_scheduler.ipynb #71686902
 import math
 import copy
 import types
@@ -19,7 +19,7 @@ import functools
 from bisect import bisect_right
 import numpy as np
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #274d5dd1
+# %% ../../nbs/04e_lr_scheduler.ipynb #9beb8a3b
 def _is_int(x): return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
 def _is_real(x): return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, (bool, np.bool_))
 
@@ -40,7 +40,7 @@ def _check_choice(name, x, choices):
     if x not in choices: raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {x!r}")
     return x
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #288da7f4
+# %% ../../nbs/04e_lr_scheduler.ipynb #8666c25c
 def step_lr(step:int, # t: scheduler steps taken
             base_lr:float, # η₀: learning rate at t = 0
             step_size:int, # s: steps between two decays
@@ -62,7 +62,7 @@ def multistep_lr(step:int, # t: scheduler steps taken
     # η_t = η₀ γ^{#{m ∈ M : m ≤ t}}
     return base_lr * gamma ** bisect_right(ms, step)
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #90df71f4
+# %% ../../nbs/04e_lr_scheduler.ipynb #c5662bd5
 def constant_lr(step:int, # t: scheduler steps taken
                 base_lr:float, # η₀: learning rate from step `total_iters` on
                 factor:float=1/3, # f: fraction of η₀ used before `total_iters`, in (0, 1]
@@ -97,7 +97,7 @@ def polynomial_lr(step:int, # t: scheduler steps taken
     # η_t = η₀ (1 − min(t,T)/T)^p
     return base_lr * (1.0 - min(T, step) / T) ** power
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #d1d572c2
+# %% ../../nbs/04e_lr_scheduler.ipynb #fdc0f006
 def exponential_lr(step:int, # t: scheduler steps taken
                    base_lr:float, # η₀
                    gamma:float, # γ: factor per step, > 0
@@ -119,7 +119,7 @@ def exponential_decay(step:int, # t: scheduler steps taken
     stage = step // L if staircase else step / L
     return initial_lr * decay ** stage
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #62cd7a12
+# %% ../../nbs/04e_lr_scheduler.ipynb #7e2cbdfd
 def cosine_annealing(step:float, # t: scheduler steps taken
                      base_lr:float, # η₀: rate at t = 0
                      T_max:int, # T_max: steps from η₀ down to η_min, >= 1
@@ -149,7 +149,7 @@ def cosine_warm_restarts(step:float, # t: scheduler steps (or fractional epochs)
     T_cur, T_i = _restart_position(step, T_0, T_mult)
     return cosine_annealing(T_cur, base_lr, T_i, eta_min)
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #f25e5b2e
+# %% ../../nbs/04e_lr_scheduler.ipynb #4313f2d3
 def _cyclic_scale(mode, gamma):
     "The amplitude scale g of `mode` and whether it is a function of the cycle or of the step."
     if mode == 'triangular': return (lambda c: 1.0), 'cycle'
@@ -181,7 +181,7 @@ def cyclic_lr(step:int, # t: scheduler steps (batches) taken
     # η_t = η_lo + (η_hi − η_lo) h g
     return base_lr + (max_lr - base_lr) * h * scale_fn(cycle if scale_mode == 'cycle' else step)
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #234df03d
+# %% ../../nbs/04e_lr_scheduler.ipynb #751e4f67
 def _anneal(start, end, pct, strategy):
     "Go from `start` (pct = 0) to `end` (pct = 1) along half a cosine or a straight line."
     # cos: b + (a − b)/2 (1 + cos πp);  linear: a + (b − a) p
@@ -242,7 +242,7 @@ def one_cycle_lr(step:int, # t: scheduler steps taken
     start = max_lr / div
     return one_cycle(step, total_steps, start, max_lr, start / final_div, pct_start, anneal_strategy, three_phase)
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #0711bc22
+# %% ../../nbs/04e_lr_scheduler.ipynb #90dd9c27
 def lambda_lr(step:int, # t: scheduler steps taken
               base_lr:float, # η₀
               lr_lambda, # λ: function of t giving a multiplier of η₀
@@ -259,7 +259,7 @@ def multiplicative_lr(step:int, # t: scheduler steps taken
     for i in range(1, _check_int('step', step, 0) + 1): lr = lr * lr_lambda(i)
     return lr
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #9dfcf0ac
+# %% ../../nbs/04e_lr_scheduler.ipynb #54c66cc4
 def noam_lr(step:int, # n: optimizer step number, >= 1
             model_dim:int=512, # d: width of the model
             scale_factor:float=1.0, # k: overall multiplier
@@ -271,7 +271,7 @@ def noam_lr(step:int, # n: optimizer step number, >= 1
     # η_n = k d^{-1/2} min(n^{-1/2}, n w^{-3/2})
     return scale_factor * d ** -0.5 * min(n ** -0.5, n * w ** -1.5)
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #4f842a45
+# %% ../../nbs/04e_lr_scheduler.ipynb #7902f6fd
 def _check_optimizer(optimizer):
     groups = getattr(optimizer, 'param_groups', None)
     if not isinstance(groups, list) or not groups or not all(isinstance(g, dict) and 'lr' in g for g in groups):
@@ -288,7 +288,7 @@ def _per_group(name, optimizer, value):
         return list(value)
     return [value] * n
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #b114b6f7
+# %% ../../nbs/04e_lr_scheduler.ipynb #d1cba5c1
 class _Staged:
     "Stands in for an optimizer while a scheduler computes: copies of its param groups, written back by `commit()`."
     def __init__(self, optimizer): self.target, self.param_groups = optimizer, [dict(g) for g in optimizer.param_groups]
@@ -328,7 +328,7 @@ def _check_metric(owner, name, value):
     raise TypeError(f"{owner}.step: {name} must be a real number (the monitored value, such as a validation loss), "
                     f"got {value!r:.60} ({type(value).__name__}); nothing was changed")
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #6ee4c741
+# %% ../../nbs/04e_lr_scheduler.ipynb #688d17de
 def _kind(x):
     "What sort of value `x` is, for checking a loaded state: 'bool', 'number', 'str', 'list' or 'dict'."
     if isinstance(x, (bool, np.bool_)): return 'bool'
@@ -368,7 +368,7 @@ class _Stateful:
         for k, v in state.items():
             if k not in skip: setattr(self, k, copy.deepcopy(v))
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #b46b7e19
+# %% ../../nbs/04e_lr_scheduler.ipynb #367d126c
 class LRScheduler(_Stateful):
     "Base class: after each `step()`, `group['lr']` of every param group is the schedule's value at `last_epoch`."
     _is_initial = False
@@ -434,7 +434,7 @@ class LRScheduler(_Stateful):
 
     def _current(self): return [g['lr'] for g in self._groups()]
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #49c9e227
+# %% ../../nbs/04e_lr_scheduler.ipynb #a147b1a4
 class StepLR(LRScheduler):
     "Multiply the rate by `gamma` every `step_size` steps; closed form `step_lr`."
     def __init__(self, optimizer, step_size:int, gamma:float=0.1, last_epoch:int=-1):
@@ -465,7 +465,7 @@ class MultiStepLR(LRScheduler):
 
     def _closed_form_lr(self): return [multistep_lr(self.last_epoch, b, self.milestones, self.gamma) for b in self.base_lrs]
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #e8200c04
+# %% ../../nbs/04e_lr_scheduler.ipynb #b8f29874
 class ConstantLR(LRScheduler):
     "Run the first `total_iters` steps at `factor` times the rate; closed form `constant_lr`."
     def __init__(self, optimizer, factor:float=1/3, total_iters:int=5, last_epoch:int=-1):
@@ -528,7 +528,7 @@ class PolynomialLR(LRScheduler):
 
     def _closed_form_lr(self): return [polynomial_lr(self.last_epoch, b, self.total_iters, self.power) for b in self.base_lrs]
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #9524aeb6
+# %% ../../nbs/04e_lr_scheduler.ipynb #7ea5c04e
 class CosineAnnealingLR(LRScheduler):
     "Anneal the rate from its base value to `eta_min` along half a cosine in `T_max` steps; closed form `cosine_annealing`."
     def __init__(self, optimizer, T_max:int, eta_min:float=0.0, last_epoch:int=-1):
@@ -549,7 +549,7 @@ class CosineAnnealingLR(LRScheduler):
 
     def _closed_form_lr(self): return [cosine_annealing(self.last_epoch, b, self.T_max, self.eta_min) for b in self.base_lrs]
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #19fa7e86
+# %% ../../nbs/04e_lr_scheduler.ipynb #54f14460
 class CosineAnnealingWarmRestarts(LRScheduler):
     "Cosine annealing restarted after T₀, T₀·T_mult, ... steps; closed form `cosine_warm_restarts`."
     def __init__(self, optimizer, T_0:int, T_mult:int=1, eta_min:float=0.0, last_epoch:int=-1):
@@ -579,7 +579,7 @@ class CosineAnnealingWarmRestarts(LRScheduler):
         self.last_epoch = math.floor(epoch)
         self._set_lrs(self.get_lr())
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #a5f6f23b
+# %% ../../nbs/04e_lr_scheduler.ipynb #f4b7f768
 def _momentum_key(optimizer):
     "'betas' when the groups have Adam's betas, 'momentum' when they have SGD's momentum."
     for key in ('betas', 'momentum'):
@@ -599,7 +599,7 @@ def _set_momentum(group, key, m):
     if key == 'betas': group['betas'] = (m, *group['betas'][1:])
     else: group['momentum'] = m
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #43a5af61
+# %% ../../nbs/04e_lr_scheduler.ipynb #e973138b
 class CyclicLR(LRScheduler):
     "Cycle the rate between `base_lr` and `max_lr` (and momentum the other way); closed form `cyclic_lr`."
     _not_saved = ('scale_fn',)
@@ -675,7 +675,7 @@ def _restore_callable(f, saved):
     "Put attributes saved by `_callable_state` back into the callable object `f` (nothing for None)."
     if saved is not None: vars(f).update(copy.deepcopy(saved))
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #455b2362
+# %% ../../nbs/04e_lr_scheduler.ipynb #6fffc2fa
 class OneCycleLR(LRScheduler):
     "The one-cycle policy for the rate and, mirrored, the momentum (or β₁); closed form `one_cycle_lr`."
     def __init__(self, optimizer,
@@ -734,7 +734,7 @@ class OneCycleLR(LRScheduler):
                 _set_momentum(g, self.momentum_key, self._value(hi, lo, hi))
         return lrs
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #841e7224
+# %% ../../nbs/04e_lr_scheduler.ipynb #0779920d
 class _LambdaBase(LRScheduler):
     _not_saved = ('lr_lambdas', '_one_per_group')
 
@@ -792,7 +792,7 @@ class MultiplicativeLR(_LambdaBase):
         # η_t = η_{t−1} λ(t)
         return [g['lr'] * self._factor(i, self.last_epoch) for i, g in enumerate(self._groups())]
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #cd94948c
+# %% ../../nbs/04e_lr_scheduler.ipynb #04886038
 class ExponentialDecayLR(LRScheduler):
     "numpy-ml's exponential schedule on each group's base rate; closed form `exponential_decay`."
     def __init__(self, optimizer, stage_length:int=500, staircase:bool=False, decay:float=0.1, last_epoch:int=-1):
@@ -814,7 +814,7 @@ class NoamLR(LRScheduler):
 
     def get_lr(self): return [noam_lr(self.last_epoch + 1, self.model_dim, k, self.warmup_steps) for k in self.scale_factors]
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #15044f92
+# %% ../../nbs/04e_lr_scheduler.ipynb #5198e1e1
 class _Composite(LRScheduler):
     "State of a scheduler made of schedulers: its own counters plus the `state_dict()` of each part."
     def state_dict(self):
@@ -893,7 +893,7 @@ class ChainedScheduler(_Composite):
         for s in self._schedulers: s.step()
         self._last_lr = [g['lr'] for g in self.optimizer.param_groups]
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #616e55fb
+# %% ../../nbs/04e_lr_scheduler.ipynb #35e7604a
 class ReduceLROnPlateau(_Stateful):
     "Multiply the rate by `factor` when the metric passed to `step(metrics)` stops improving."
     def __init__(self, optimizer,
@@ -946,7 +946,7 @@ class ReduceLROnPlateau(_Stateful):
             self.cooldown_counter, self.num_bad_epochs = self.cooldown, 0
         self._last_lr = [g['lr'] for g in groups]
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #0f41e844
+# %% ../../nbs/04e_lr_scheduler.ipynb #881fce90
 def _gaussian_cdf(x, mean, var):
     "P(X <= x) for X ~ N(mean, var)."
     return (1 + math.erf((x - mean) / math.sqrt(var + np.finfo(float).eps) / math.sqrt(2))) / 2
@@ -976,7 +976,7 @@ def loss_plateaued(losses, # the recent loss values, oldest first (at least 4)
     keep = np.flatnonzero(y <= np.quantile(y, 0.9))
     return p_decreasing(y) < p and p_decreasing(y[keep], keep) < p
 
-# %% ../../nbs/04e_lr_scheduler.ipynb #ca26795b
+# %% ../../nbs/04e_lr_scheduler.ipynb #05463538
 class KingLR(_Stateful):
     "Multiply the rate by `decay` whenever the last `patience + 1` losses show no decrease (King's test)."
     def __init__(self, optimizer,
