@@ -6,11 +6,11 @@
 __all__ = ['weight_decay_spec', 'sign_and_decay_flags', 'scratch', 'sign_and_decay', 'moving_average_', 'moving_average_sq_',
            'adam_moments_', 'bias_correction']
 
-# %% ../../nbs/04a_optim_blocks.ipynb #15f03ef0
+# %% ../../nbs/04a_optim_blocks.ipynb #17935984
 import threading
 import numpy as np
 
-# %% ../../nbs/04a_optim_blocks.ipynb #4296d932
+# %% ../../nbs/04a_optim_blocks.ipynb #5d353404
 _lender = threading.local() # .lend: the function `scratch` asks on this thread, or absent
 
 def scratch(like:np.ndarray, # the array whose shape and dtype the temporary takes
@@ -25,7 +25,7 @@ class _lending:
     def __enter__(self): self.previous, _lender.lend = getattr(_lender, 'lend', None), self.lend
     def __exit__(self, *args): _lender.lend = self.previous
 
-# %% ../../nbs/04a_optim_blocks.ipynb #d4930dd5
+# %% ../../nbs/04a_optim_blocks.ipynb #6df77368
 def sign_and_decay(param:np.ndarray, # parameter $\theta$, shrunk in place under decoupled decay
                    grad:np.ndarray, # gradient $\nabla f(\theta)$, never written
                    lr:float, # learning rate $\gamma$
@@ -44,14 +44,14 @@ def sign_and_decay(param:np.ndarray, # parameter $\theta$, shrunk in place under
     g = np.multiply(param, weight_decay, out=scratch(param))
     return np.subtract(g, grad, out=g) if maximize else np.add(g, grad, out=g)
 
-# %% ../../nbs/04a_optim_blocks.ipynb #5a964e38
+# %% ../../nbs/04a_optim_blocks.ipynb #58d10c91
 from .base import Real, Flag
 
 weight_decay_spec = Real('[0, inf)', default=0.0, doc='weight decay λ (L2 unless decoupled_weight_decay)')
 sign_and_decay_flags = dict(maximize=Flag(default=False, kw_only=True, doc='maximize the objective'),
                             decoupled_weight_decay=Flag(default=False, kw_only=True, doc="θ ← (1 − γλ)θ instead of L2 (the seed's wd)"))
 
-# %% ../../nbs/04a_optim_blocks.ipynb #ccc12b62
+# %% ../../nbs/04a_optim_blocks.ipynb #0145f390
 def moving_average_(avg:np.ndarray, # the average $m$, updated in place
                     x:np.ndarray, # the new value $x$
                     weight:float, # $1-\beta$
