@@ -5,11 +5,11 @@
 # %% auto #0
 __all__ = ['sgd_update', 'SGD']
 
-# %% ../../nbs/04b_optim_sgd.ipynb #ad904e05
+# %% ../../nbs/04b_optim_sgd.ipynb #f90c44ff
 import numpy as np
 from .blocks import scratch, sign_and_decay, weight_decay_spec, sign_and_decay_flags
 
-# %% ../../nbs/04b_optim_sgd.ipynb #3c0d8d56
+# %% ../../nbs/04b_optim_sgd.ipynb #33c0b829
 def sgd_update(param, grad, state, *,
                step, lr, momentum, dampening, weight_decay, nesterov, maximize, decoupled_weight_decay, momentum_from_zero):
     "One SGD step on `param` in place; `state` gets `momentum_buffer` b on the first step with momentum."
@@ -30,7 +30,7 @@ def sgd_update(param, grad, state, *,
     # θ ← θ − γ d
     param -= np.multiply(g, lr, out=scratch(param))
 
-# %% ../../nbs/04b_optim_sgd.ipynb #93daa243
+# %% ../../nbs/04b_optim_sgd.ipynb #e93ec9ac
 from .base import Optimizer, Real, Flag, Rule
 
 class SGD(Optimizer):
