@@ -10,14 +10,14 @@ __all__ = ['ALGORITHMS', 'BANDWIDTH_SIZE', 'TORCH_VARIANTS', 'SETTLE_SECONDS', '
            'options_case', 'options_table', 'mnist_shaped', 'minima_epoch', 'torch_epoch', 'e2e_epoch', 'e2e_table',
            'machine_info', 'report_markdown', 'parse_args', 'main']
 
-# %% ../nbs/06_bench.ipynb #14f1a71b
+# %% ../nbs/06_bench.ipynb #e1735c28
 import argparse, gc, json, math, os, platform, shlex, statistics, sys, time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, asdict, replace
 from pathlib import Path
 import numpy as np
 
-# %% ../nbs/06_bench.ipynb #06db4afa
+# %% ../nbs/06_bench.ipynb #35ce8862
 @dataclass
 class Algorithm:
     "An optimizer as the benchmark sees it: its class in each library, its settings and its state size."
@@ -33,7 +33,7 @@ class Algorithm:
         "Bytes one step must move per parameter: read θ, g and the state, write θ and the state."
         return (3 + 2*self.n_state) * itemsize
 
-# %% ../nbs/06_bench.ipynb #828c44a5
+# %% ../nbs/06_bench.ipynb #0c381300
 ALGORITHMS = {a.key: a for a in [
     Algorithm('sgd_momentum', 'SGD momentum', 'SGD',     'SGD',     dict(lr=0.01, momentum=0.9), 1),
     Algorithm('adagrad',      'AdaGrad',      'Adagrad', 'Adagrad', dict(lr=0.01), 1),
@@ -42,7 +42,7 @@ ALGORITHMS = {a.key: a for a in [
     Algorithm('adamw',        'AdamW',        'AdamW',   'AdamW',   dict(lr=1e-3, weight_decay=1e-2), 2),
 ]}
 
-# %% ../nbs/06_bench.ipynb #dfec8bd3
+# %% ../nbs/06_bench.ipynb #5de267cb
 BANDWIDTH_SIZE = 2**25 # float32 values per array of the bandwidth measurement: 128 MiB, at least 4x the last-level cache (STREAM's rule)
 
 def copy_bandwidth(n:int=BANDWIDTH_SIZE, # elements per array
@@ -63,7 +63,7 @@ def copy_bandwidth(n:int=BANDWIDTH_SIZE, # elements per array
             t0 = time.perf_counter(); add_all(); times.append(time.perf_counter() - t0)
     return 3 * a.nbytes / statistics.median(times)
 
-# %% ../nbs/06_bench.ipynb #62c8ac50
+# %% ../nbs/06_bench.ipynb #06b2af42
 def memory_floor(algo:Algorithm, # the optimizer
                  n_params:int,   # parameters stepped (all parameters together)
                  bandwidth:float,# bytes per second, from `copy_bandwidth`
@@ -71,7 +71,7 @@ def memory_floor(algo:Algorithm, # the optimizer
     "Seconds one step needs at least: the bytes it must move divided by the copy bandwidth."
     return algo.bytes_per_param() * n_params / bandwidth
 
-# %% ../nbs/06_bench.ipynb #75fb918d
+# %% ../nbs/06_bench.ipynb #2d1464d4
 def parse_layout(s:str)->tuple:
     "`'1000x10k'` -> `(1000, 10000)`: how many parameters, and the size of each."
     def number(t):
@@ -90,7 +90,7 @@ def layout_name(layout:tuple)->str:
     "`(1000, 10000)` -> `'1000 x 10k'`."
     return f"{layout[0]} x {human(layout[1])}"
 
-# %% ../nbs/06_bench.ipynb #471fc030
+# %% ../nbs/06_bench.ipynb #1d191896
 def make_arrays(layout:tuple, # (count, size)
                 seed:int=0,   # seed of the numpy Generator
                )->list:
@@ -100,7 +100,7 @@ def make_arrays(layout:tuple, # (count, size)
     return [(rng.standard_normal(size, dtype=np.float32),
              rng.standard_normal(size, dtype=np.float32)) for _ in range(count)]
 
-# %% ../nbs/06_bench.ipynb #e4d451fb
+# %% ../nbs/06_bench.ipynb #98951460
 @dataclass
 class Stepper:
     "A zero-argument optimizer `step` and a function returning the parameters it updates as numpy arrays."
@@ -119,7 +119,7 @@ def minima_stepper(algo:Algorithm, # the optimizer
     opt = getattr(optim, algo.minima)(params, **algo.kwargs, **algo.minima_kwargs)
     return Stepper(opt.step, lambda: [p.data for p in params])
 
-# %% ../nbs/06_bench.ipynb #db481db7
+# %% ../nbs/06_bench.ipynb #4a264747
 TORCH_VARIANTS = {'torch': dict(foreach=False), 'foreach': dict(foreach=True), 'fused': dict(fused=True)}
 
 def torch_stepper(algo:Algorithm, # the optimizer
@@ -134,7 +134,7 @@ def torch_stepper(algo:Algorithm, # the optimizer
     opt = getattr(torch.optim, algo.torch)(params, **algo.kwargs, **TORCH_VARIANTS[variant])
     return Stepper(opt.step, lambda: [p.detach().numpy() for p in params])
 
-# %% ../nbs/06_bench.ipynb #b91a536c
+# %% ../nbs/06_bench.ipynb #22c4bbdb
 def torch_available()->bool:
     "Whether torch can be imported (it is a development dependency, not a runtime one)."
     try: import torch
@@ -159,7 +159,7 @@ def make_steppers(algo:Algorithm, arrays:list, torch_too:bool=True)->tuple:
         except Exception as e: missing[name] = f"{type(e).__name__}: {e}"
     return steppers, missing
 
-# %% ../nbs/06_bench.ipynb #daacce24
+# %% ../nbs/06_bench.ipynb #97e6589e
 SETTLE_SECONDS = 0.05 # untimed steps at the start of each turn last at least this long
 
 def time_steps(steppers:dict, # {name: Stepper}
@@ -185,7 +185,7 @@ def time_steps(steppers:dict, # {name: Stepper}
     finally: gc.enable()
     return {name: statistics.median(t) for name, t in times.items()}
 
-# %% ../nbs/06_bench.ipynb #6cae2673
+# %% ../nbs/06_bench.ipynb #594f3990
 CONTENDERS = ['minima', 'one_tensor', *TORCH_VARIANTS]   # every name a case can time, in the order of its record
 
 def bench_case(algo:Algorithm, # the optimizer
@@ -208,7 +208,7 @@ def bench_case(algo:Algorithm, # the optimizer
     rec['missing'] = missing
     return rec
 
-# %% ../nbs/06_bench.ipynb #6e8a268a
+# %% ../nbs/06_bench.ipynb #339b662b
 def _ms(x): return '–' if x is None else f"{x:.3g}" if x < 1 else f"{x:.2f}"
 
 def progress_line(rec:dict, i:int, total:int)->str:
@@ -217,7 +217,7 @@ def progress_line(rec:dict, i:int, total:int)->str:
     ratio = f" ({rec['minima_ms']/rec['floor_ms']:.1f}x floor)" if rec.get('minima_ms') else ''
     return f"[{i}/{total}] {rec['label']:12} {rec['layout']:11} ms/step: " + ' | '.join(parts) + f" | floor {_ms(rec['floor_ms'])}{ratio}"
 
-# %% ../nbs/06_bench.ipynb #cd7d305f
+# %% ../nbs/06_bench.ipynb #a60520fe
 def _ratio(a, b): return None if a is None or b is None or b == 0 else a / b
 
 def markdown_table(records:list)->str:
@@ -232,7 +232,7 @@ def markdown_table(records:list)->str:
         lines.append('| ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines)
 
-# %% ../nbs/06_bench.ipynb #59c3406b
+# %% ../nbs/06_bench.ipynb #3c7e705f
 def check_targets(records:list)->list:
     "Each speed target as a dict: what is compared, the measured value, the bar and whether it is met."
     by = {(r['algorithm'], r['count'], r['size']): r for r in records}
@@ -259,7 +259,7 @@ def targets_table(checks:list)->str:
     lines += [f"| {c['target']} | {c['value']:.2f} | {c['bar']} | {'yes' if c['met'] else 'no'} |" for c in checks]
     return '\n'.join(lines)
 
-# %% ../nbs/06_bench.ipynb #5be6cd1a
+# %% ../nbs/06_bench.ipynb #23d466dd
 def sweep(sizes:list,            # parameter counts, one tensor each
           bandwidth:float,       # bytes per second, from `copy_bandwidth`
           algo:str='adam',       # a key of `ALGORITHMS`
@@ -282,7 +282,7 @@ def sweep(sizes:list,            # parameter counts, one tensor each
         out.append(rec)
     return out
 
-# %% ../nbs/06_bench.ipynb #3b4cbe7c
+# %% ../nbs/06_bench.ipynb #bfaf149f
 def plot_sweep(records:list, path=None):
     "Step time and time per parameter against parameter count, log-log; saved to `path` when given."
     import matplotlib.pyplot as plt
@@ -302,7 +302,7 @@ def plot_sweep(records:list, path=None):
     if path is not None: fig.savefig(path, dpi=110)
     return fig
 
-# %% ../nbs/06_bench.ipynb #9b33ad81
+# %% ../nbs/06_bench.ipynb #16b9ef8e
 OPTIONS = {'default': {}, "nonfinite='skip'": dict(nonfinite='skip'), "nonfinite='raise'": dict(nonfinite='raise'),
            'clip_norm=1.0': dict(clip_norm=1.0)}
 
@@ -327,13 +327,13 @@ def options_table(records:list)->str:
                                                        for name in OPTIONS) + ' |')
     return '\n'.join(lines)
 
-# %% ../nbs/06_bench.ipynb #af7e42c7
+# %% ../nbs/06_bench.ipynb #d6ef4ce6
 def mnist_shaped(n_samples:int=60_000, seed:int=0)->tuple:
     "Random float32 images of 784 pixels and integer labels 0-9, shaped like MNIST's training set."
     rng = np.random.default_rng(seed)
     return rng.standard_normal((n_samples, 784), dtype=np.float32), rng.integers(0, 10, n_samples)
 
-# %% ../nbs/06_bench.ipynb #3f7b242f
+# %% ../nbs/06_bench.ipynb #7ab8d21d
 def minima_epoch(x:np.ndarray, y:np.ndarray, batch_size:int=128, seed:int=0)->dict:
     "Train a fresh minima MLP for one epoch with Adam: seconds, mean loss, and the initial weights."
     from minima.init import manual_seed
@@ -353,7 +353,7 @@ def minima_epoch(x:np.ndarray, y:np.ndarray, batch_size:int=128, seed:int=0)->di
         losses.append(loss.item())
     return dict(seconds=time.perf_counter() - t0, mean_loss=float(np.mean(losses)), init=init)
 
-# %% ../nbs/06_bench.ipynb #1ae7fa9e
+# %% ../nbs/06_bench.ipynb #8529619b
 def torch_epoch(x:np.ndarray, y:np.ndarray, init:dict, batch_size:int=128)->dict:
     "The same epoch in torch on the CPU, starting from minima's initial weights `init`."
     import torch
@@ -371,7 +371,7 @@ def torch_epoch(x:np.ndarray, y:np.ndarray, init:dict, batch_size:int=128)->dict
         losses.append(loss.item())
     return dict(seconds=time.perf_counter() - t0, mean_loss=float(np.mean(losses)))
 
-# %% ../nbs/06_bench.ipynb #95bbb9ae
+# %% ../nbs/06_bench.ipynb #25b36a45
 def e2e_epoch(n_samples:int=60_000, # training samples
               batch_size:int=128,   # samples per step
               seed:int=0, torch_too:bool=True)->dict:
@@ -394,7 +394,7 @@ def e2e_table(rec:dict)->str:
                   f"| minima / torch | {rec['minima_over_torch']:.2f} | |"]
     return '\n'.join(lines)
 
-# %% ../nbs/06_bench.ipynb #14f88bea
+# %% ../nbs/06_bench.ipynb #c6fbee88
 def machine_info()->dict:
     "What the numbers were measured on."
     info = dict(date_utc=time.strftime('%Y-%m-%d %H:%M', time.gmtime()), platform=platform.platform(),
@@ -404,7 +404,7 @@ def machine_info()->dict:
         info.update(torch=torch.__version__, torch_threads=torch.get_num_threads())
     return info
 
-# %% ../nbs/06_bench.ipynb #835d2cbf
+# %% ../nbs/06_bench.ipynb #04f1bfc2
 def report_markdown(result:dict)->str:
     "The whole run as a markdown document."
     meta = result['meta']
@@ -429,7 +429,7 @@ def report_markdown(result:dict)->str:
         out += ["", f"## One epoch: MLP 784-256-256-10, Adam, batch {e['batch_size']}, {e['n_samples']} samples", "", e2e_table(e)]
     return '\n'.join(out) + '\n'
 
-# %% ../nbs/06_bench.ipynb #a5ed8b73
+# %% ../nbs/06_bench.ipynb #9aee4602
 QUICK = dict(layouts='1x100k,100x1k,1000x100', sweep='1e3,1e4,1e5', repeats=5, e2e_samples=2048)
 
 def parse_args(argv=None):
@@ -451,7 +451,7 @@ def parse_args(argv=None):
     if p.parse_args(argv).quick: p.set_defaults(**QUICK)  # options given explicitly still win
     return p.parse_args(argv)
 
-# %% ../nbs/06_bench.ipynb #5111d844
+# %% ../nbs/06_bench.ipynb #42a47ff8
 def main(argv=None)->dict:
     "Run the benchmark from the command line; returns the result it writes."
     args = parse_args(argv)
@@ -497,5 +497,5 @@ def main(argv=None)->dict:
     print('\n' + md + f"\nwritten to {out}/", flush=True)
     return result
 
-# %% ../nbs/06_bench.ipynb #36ade219
+# %% ../nbs/06_bench.ipynb #1c58530b
 if __name__ == '__main__' and not getattr(__import__('builtins'), '__IPYTHON__', False): main()

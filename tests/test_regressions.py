@@ -1,4 +1,4 @@
-"""One regression test per bug of the original minima (github m0saan/minima) that concerns
+"""One regression test per bug of the seed minima code (see the sources page) that concerns
 autograd, nn or data. Each test is named after the bug it guards against."""
 import numpy as np
 

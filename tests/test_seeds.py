@@ -2,8 +2,8 @@
 
 Each seed's update rule is re-implemented here, independently of minima, in the seed's own style
 (allocating numpy expressions), and compared with minima over many steps of varied gradients.
-000/002: the original minima optim docs and notebook     001: dtorch.optim
-003: numpy-ml's optimizers (functional update, clip_norm)  004: the PyTorch optimizers lab
+000/002: minima's optim docs and notebook     001: a torch-like library's optim docs
+003: numpy-ml's optimizers (functional update, clip_norm)  004: a PyTorch optimizer study
 """
 import numpy as np
 import pytest
@@ -136,22 +136,22 @@ def test_minima_training_loop():
             losses.append(loss.item())
     assert np.mean(losses[-5:]) < np.mean(losses[:5])
 
-# ---------------------------------------------------------------- 001: dtorch
-def dtorch_sgd(p, g, c, t, lr, momentum):
+# ---------------------------------------------------------------- 001: torchlike
+def torchlike_sgd(p, g, c, t, lr, momentum):
     c['v'] = momentum * c.get('v', 0.0) + (1 - momentum) * g
     return p - lr * c['v']
 
-def dtorch_adam(p, g, c, t, lr, betas, eps, weight_decay):
+def torchlike_adam(p, g, c, t, lr, betas, eps, weight_decay):
     g = g + weight_decay * p
     c['m'] = betas[0] * c.get('m', 0.0) + (1 - betas[0]) * g
     c['v'] = betas[1] * c.get('v', 0.0) + (1 - betas[1]) * g ** 2
     a, b = c['m'] / (1 - betas[0] ** t), c['v'] / (1 - betas[1] ** t)
     return p - lr * a / (np.sqrt(b) + eps)
 
-def test_dtorch_sgd_with_momentum():
-    assert_same(run_class(lambda ps: SGD(ps, lr=0.01, momentum=0.9, dampening=0.9, momentum_from_zero=True)), run_seed(dtorch_sgd, lr=0.01, momentum=0.9))
+def test_torchlike_sgd_with_momentum():
+    assert_same(run_class(lambda ps: SGD(ps, lr=0.01, momentum=0.9, dampening=0.9, momentum_from_zero=True)), run_seed(torchlike_sgd, lr=0.01, momentum=0.9))
 
-def test_dtorch_training_loop():
+def test_torchlike_training_loop():
     "optim.SGD(model.parameters(), lr=0.01, momentum=0.9); zero_grad, output, loss, backward, step."
     manual_seed(0)
     model = nn.Sequential(nn.Linear(3, 4, dtype=np.float64), nn.Tanh(), nn.Linear(4, 1, dtype=np.float64))
@@ -170,16 +170,16 @@ def test_dtorch_training_loop():
         optimizer.step()
         for p in model.parameters(): np.testing.assert_allclose(p.data, expected[p], rtol=1e-13)
 
-def test_dtorch_adam_with_parameter_groups_and_weight_decay():
+def test_torchlike_adam_with_parameter_groups_and_weight_decay():
     def make(ps):
         return Adam([{'params': [ps[0]], 'lr': 0.01}, {'params': [ps[1]]}], lr=0.001, betas=(0.9, 0.999), eps=1e-08, weight_decay=0.1)
     mine = run_class(make)
     kw = dict(betas=(0.9, 0.999), eps=1e-8, weight_decay=0.1)
-    seed_w = run_seed(dtorch_adam, lr=0.01, **kw)[0]
-    seed_b = run_seed(dtorch_adam, lr=0.001, **kw)[1]
+    seed_w = run_seed(torchlike_adam, lr=0.01, **kw)[0]
+    seed_b = run_seed(torchlike_adam, lr=0.001, **kw)[1]
     assert_same(mine, [seed_w, seed_b])
     assert_same(run_class(lambda ps: Adam(ps, lr=0.001, betas=(0.9, 0.999), eps=1e-08, weight_decay=0.0)),
-                run_seed(dtorch_adam, lr=0.001, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0))
+                run_seed(torchlike_adam, lr=0.001, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0))
 
 # ---------------------------------------------------------------- 003: numpy-ml
 def numpy_ml_clip(g, clip_norm):
@@ -230,51 +230,51 @@ def test_numpy_ml_style_functional_update():
                         maximize=False, decoupled_weight_decay=False)
     assert_same(list(params.values()), run_seed(numpy_ml_adam, lr=0.001, decay1=0.9, decay2=0.999, eps=1e-7, clip_norm=None))
 
-# ---------------------------------------------------------------- 004: the PyTorch optimizers lab
-def lab_sgd_momentum(p, g, c, t, lr, momentum):
+# ---------------------------------------------------------------- 004: a PyTorch optimizer study
+def study_sgd_momentum(p, g, c, t, lr, momentum):
     c['v'] = c.get('v', 0.0) * momentum + g
     return p - lr * c['v']
 
-def lab_adagrad(p, g, c, t, lr, init_acc_sqr_grad, eps):
+def study_adagrad(p, g, c, t, lr, init_acc_sqr_grad, eps):
     c['acc'] = c.get('acc', init_acc_sqr_grad) + g * g
     std = np.sqrt(c['acc']) + eps
     return p - (lr / std) * g
 
-def lab_adadelta(p, g, c, t, lr, rho, eps):
+def study_adadelta(p, g, c, t, lr, rho, eps):
     c['sq'] = c.get('sq', 0.0) * rho + g * g * (1 - rho)
     std = np.sqrt(c['sq'] + eps)
     delta = np.sqrt(c.get('d', 0.0) + eps) / std * g
     c['d'] = c.get('d', 0.0) * rho + delta * delta * (1 - rho)
     return p - lr * delta
 
-def lab_rmsprop(p, g, c, t, lr, alpha, eps):
+def study_rmsprop(p, g, c, t, lr, alpha, eps):
     c['sq'] = c.get('sq', 0.0) * alpha + g * g * (1 - alpha)
     std = np.sqrt(c['sq']) + eps
     return p - (lr / std) * g
 
-def test_lab_optimizers_by_torch_name_with_torch_defaults():
-    assert_same(run_class(lambda ps: SGD(ps, lr=1e-3, momentum=0.9, dampening=0)), run_seed(lab_sgd_momentum, lr=1e-3, momentum=0.9))
-    assert_same(run_class(lambda ps: Adagrad(ps)), run_seed(lab_adagrad, lr=1e-2, init_acc_sqr_grad=0.0, eps=1e-10))
-    for init in (1.0, 0.1, 0.01, 0.001):   # the lab's sweep of the initial accumulator
-        assert_same(run_class(lambda ps: Adagrad(ps, initial_accumulator_value=init)), run_seed(lab_adagrad, lr=1e-2, init_acc_sqr_grad=init, eps=1e-10))
-    assert_same(run_class(lambda ps: Adadelta(ps)), run_seed(lab_adadelta, lr=1.0, rho=0.9, eps=1e-6))
-    for eps in (1e-8, 1e-6, 1e-4, 1e-2, 1):   # the lab's eps sweep
-        assert_same(run_class(lambda ps: RMSprop(ps, eps=eps)), run_seed(lab_rmsprop, lr=1e-2, alpha=0.99, eps=eps))
+def test_study_optimizers_by_torch_name_with_torch_defaults():
+    assert_same(run_class(lambda ps: SGD(ps, lr=1e-3, momentum=0.9, dampening=0)), run_seed(study_sgd_momentum, lr=1e-3, momentum=0.9))
+    assert_same(run_class(lambda ps: Adagrad(ps)), run_seed(study_adagrad, lr=1e-2, init_acc_sqr_grad=0.0, eps=1e-10))
+    for init in (1.0, 0.1, 0.01, 0.001):   # the study's sweep of the initial accumulator
+        assert_same(run_class(lambda ps: Adagrad(ps, initial_accumulator_value=init)), run_seed(study_adagrad, lr=1e-2, init_acc_sqr_grad=init, eps=1e-10))
+    assert_same(run_class(lambda ps: Adadelta(ps)), run_seed(study_adadelta, lr=1.0, rho=0.9, eps=1e-6))
+    for eps in (1e-8, 1e-6, 1e-4, 1e-2, 1):   # the study's eps sweep
+        assert_same(run_class(lambda ps: RMSprop(ps, eps=eps)), run_seed(study_rmsprop, lr=1e-2, alpha=0.99, eps=eps))
 
-def lab_mlp(seed):
+def study_mlp(seed):
     manual_seed(seed)
     return nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 256, dtype=np.float64), nn.ReLU(),
                          nn.Linear(256, 256, dtype=np.float64), nn.ReLU(), nn.Linear(256, 10, dtype=np.float64))
 
 @pytest.mark.parametrize('make_opt', [lambda ps: Adam(ps), lambda ps: SGD(ps, lr=0.1, momentum=0.9)], ids=['Adam', 'SGD'])
-def test_lab_gradient_accumulation_over_n_batches(make_opt):
+def test_study_gradient_accumulation_over_n_batches(make_opt):
     "Exercise 1: summing gradients of n batches (loss / n each, zero_grad only after the step) = one step on all of them."
     rng = np.random.default_rng(0)
     images, labels = rng.standard_normal((32, 1, 28, 28)), rng.integers(0, 10, 32)
     criterion, n = nn.CrossEntropyLoss(), 4
-    big = lab_mlp(0); opt_big = make_opt(big.parameters())          # the lab's optim.Adam(model.parameters())
+    big = study_mlp(0); opt_big = make_opt(big.parameters())          # the study's optim.Adam(model.parameters())
     opt_big.zero_grad(); criterion(big(Tensor(images)), Tensor(labels)).backward(); opt_big.step()
-    acc = lab_mlp(0); optimizer = make_opt(acc.parameters())
+    acc = study_mlp(0); optimizer = make_opt(acc.parameters())
     optimizer.zero_grad()
     for i, (x, y) in enumerate(zip(np.split(images, n), np.split(labels, n))):
         loss = criterion(acc(Tensor(x)), Tensor(y)) * (1.0 / n)

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = []
 
-# %% ../../nbs/04_optim.ipynb #459bb8fd
+# %% ../../nbs/04_optim.ipynb #99f35811
 from . import base, blocks, sgd, adaptive, adam, engine, lr_scheduler
 from .base import *
 from .blocks import *

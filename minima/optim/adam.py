@@ -6,12 +6,12 @@
 __all__ = ['adam_update', 'Adam', 'AdamW', 'adamax_update', 'Adamax', 'nadam_momentum', 'nadam_update', 'NAdam', 'radam_update',
            'RAdam']
 
-# %% ../../nbs/04d_optim_adam.ipynb #d6722759
+# %% ../../nbs/04d_optim_adam.ipynb #7f184d8d
 import numpy as np
 from .blocks import scratch, sign_and_decay, moving_average_, adam_moments_, bias_correction, weight_decay_spec, sign_and_decay_flags
 from .base import Optimizer, Real, Flag, Pair, Constant
 
-# %% ../../nbs/04d_optim_adam.ipynb #9299ae93
+# %% ../../nbs/04d_optim_adam.ipynb #369f6d0c
 def adam_update(param, grad, state, *,
                 step, lr, betas, eps, weight_decay, amsgrad, maximize, decoupled_weight_decay):
     "One Adam step on `param` in place; `state` holds `exp_avg` m, `exp_avg_sq` v (and `max_exp_avg_sq` with AMSGrad)."
@@ -30,7 +30,7 @@ def adam_update(param, grad, state, *,
     np.divide(m, d, out=d); d *= lr * s / bias_correction(b1, step)
     param -= d
 
-# %% ../../nbs/04d_optim_adam.ipynb #f5062e87
+# %% ../../nbs/04d_optim_adam.ipynb #193d2757
 _adam_hyperparameters = dict(
     lr=Real('[0, inf)', default=1e-3, doc='learning rate γ'),
     betas=Pair(Real('[0, 1)'), default=(0.9, 0.999), doc='(β₁, β₂), decay of the two moments'),
@@ -49,14 +49,14 @@ class Adam(Optimizer):
     def init_state(self, param, group):
         return {**_moments(param), **({'max_exp_avg_sq': np.zeros_like(param)} if group['amsgrad'] else {})}
 
-# %% ../../nbs/04d_optim_adam.ipynb #4012b4ef
+# %% ../../nbs/04d_optim_adam.ipynb #39a56d84
 class AdamW(Adam):
     "Adam with decoupled weight decay $\\theta \\leftarrow (1-\\gamma\\lambda)\\theta$ (PyTorch's default $\\lambda = 10^{-2}$)."
     hyperparameters = {**Adam.hyperparameters,
                        'weight_decay': Real('[0, inf)', default=1e-2, doc='decoupled weight decay λ'),
                        'decoupled_weight_decay': Constant(True)}
 
-# %% ../../nbs/04d_optim_adam.ipynb #8f7d0e1d
+# %% ../../nbs/04d_optim_adam.ipynb #886e3a0b
 def adamax_update(param, grad, state, *, step, lr, betas, eps, weight_decay, maximize, decoupled_weight_decay):
     "One Adamax step on `param` in place; `state` holds `exp_avg` m and `exp_inf` u."
     b1, b2 = betas
@@ -80,7 +80,7 @@ class Adamax(Optimizer):
     def init_state(self, param, group):
         return {'exp_avg': np.zeros_like(param), 'exp_inf': np.zeros_like(param)}
 
-# %% ../../nbs/04d_optim_adam.ipynb #a6d602c5
+# %% ../../nbs/04d_optim_adam.ipynb #81cb54ba
 def nadam_momentum(step:int, # step $t$
                    beta1:float, # $\beta_1$
                    momentum_decay:float, # $\psi$
@@ -121,7 +121,7 @@ class NAdam(Optimizer):
         # Π₀ = 1
         return {**_moments(param), 'mu_product': 1.0}
 
-# %% ../../nbs/04d_optim_adam.ipynb #b6db1992
+# %% ../../nbs/04d_optim_adam.ipynb #26099939
 def radam_update(param, grad, state, *, step, lr, betas, eps, weight_decay, maximize, decoupled_weight_decay):
     "One RAdam step on `param` in place; `state` holds `exp_avg` m and `exp_avg_sq` v."
     g = sign_and_decay(param, grad, lr, weight_decay, maximize, decoupled_weight_decay)

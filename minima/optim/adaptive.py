@@ -5,12 +5,12 @@
 # %% auto #0
 __all__ = ['AdaGrad', 'RMSProp', 'adagrad_update', 'Adagrad', 'rmsprop_update', 'RMSprop', 'adadelta_update', 'Adadelta']
 
-# %% ../../nbs/04c_optim_adaptive.ipynb #0ccf4317
+# %% ../../nbs/04c_optim_adaptive.ipynb #fd6bc5dc
 import numpy as np
 from .blocks import scratch, sign_and_decay, moving_average_, moving_average_sq_, weight_decay_spec, sign_and_decay_flags
 from .base import Optimizer, Real, Flag
 
-# %% ../../nbs/04c_optim_adaptive.ipynb #ae4565ad
+# %% ../../nbs/04c_optim_adaptive.ipynb #1763b8b3
 def adagrad_update(param, grad, state, *,
                    step, lr, lr_decay, weight_decay, initial_accumulator_value, eps, maximize, decoupled_weight_decay, eps_inside_sqrt):
     "One AdaGrad step on `param` in place; `state` holds `sum` s."
@@ -27,7 +27,7 @@ def adagrad_update(param, grad, state, *,
     np.divide(g, d, out=d)
     param -= np.multiply(d, clr, out=d)
 
-# %% ../../nbs/04c_optim_adaptive.ipynb #72ef09eb
+# %% ../../nbs/04c_optim_adaptive.ipynb #bb11d0db
 class Adagrad(Optimizer):
     "AdaGrad: per-coordinate steps $\\gamma_t g/(\\sqrt{s}+\\epsilon)$, $s$ the sum of squared gradients (torch's defaults)."
     update = staticmethod(adagrad_update)
@@ -45,7 +45,7 @@ class Adagrad(Optimizer):
 
 AdaGrad = Adagrad
 
-# %% ../../nbs/04c_optim_adaptive.ipynb #f4a21c4c
+# %% ../../nbs/04c_optim_adaptive.ipynb #4ffffedf
 def rmsprop_update(param, grad, state, *,
                    step, lr, alpha, eps, weight_decay, momentum, centered, maximize, decoupled_weight_decay, eps_inside_sqrt):
     "One RMSProp step on `param` in place; `state` holds `square_avg` v, and `grad_avg` ḡ, `momentum_buffer` b when used."
@@ -79,7 +79,7 @@ def rmsprop_update(param, grad, state, *,
         u *= lr
         param -= u
 
-# %% ../../nbs/04c_optim_adaptive.ipynb #abaaa1bc
+# %% ../../nbs/04c_optim_adaptive.ipynb #5ffc8769
 class RMSprop(Optimizer):
     "RMSProp with torch's defaults and options (centered, momentum): steps $\\gamma g/(\\sqrt{v}+\\epsilon)$."
     update = staticmethod(rmsprop_update)
@@ -100,7 +100,7 @@ class RMSprop(Optimizer):
 
 RMSProp = RMSprop
 
-# %% ../../nbs/04c_optim_adaptive.ipynb #bdbd1867
+# %% ../../nbs/04c_optim_adaptive.ipynb #59e2aa17
 def adadelta_update(param, grad, state, *, step, lr, rho, eps, weight_decay, maximize, decoupled_weight_decay):
     "One Adadelta step on `param` in place; `state` holds `square_avg` v and `acc_delta` u."
     g = sign_and_decay(param, grad, lr, weight_decay, maximize, decoupled_weight_decay)
@@ -115,7 +115,7 @@ def adadelta_update(param, grad, state, *, step, lr, rho, eps, weight_decay, max
     # θ ← θ − γ Δ
     param -= np.multiply(delta, lr, out=delta)
 
-# %% ../../nbs/04c_optim_adaptive.ipynb #97ab4a9a
+# %% ../../nbs/04c_optim_adaptive.ipynb #b45c00f6
 class Adadelta(Optimizer):
     "Adadelta: steps $\\gamma\\sqrt{u+\\epsilon}/\\sqrt{v+\\epsilon}\\,g$ from moving averages of squared gradients and squared steps."
     update = staticmethod(adadelta_update)

@@ -5,11 +5,11 @@
 # %% auto #0
 __all__ = ['sgd_update', 'SGD']
 
-# %% ../../nbs/04b_optim_sgd.ipynb #a59626cf
+# %% ../../nbs/04b_optim_sgd.ipynb #f90c44ff
 import numpy as np
 from .blocks import scratch, sign_and_decay, weight_decay_spec, sign_and_decay_flags
 
-# %% ../../nbs/04b_optim_sgd.ipynb #f12fbde1
+# %% ../../nbs/04b_optim_sgd.ipynb #33c0b829
 def sgd_update(param, grad, state, *,
                step, lr, momentum, dampening, weight_decay, nesterov, maximize, decoupled_weight_decay, momentum_from_zero):
     "One SGD step on `param` in place; `state` gets `momentum_buffer` b on the first step with momentum."
@@ -22,15 +22,15 @@ def sgd_update(param, grad, state, *,
         else:
             # b₀ = 0 (the seed's form)
             if b is None: b = state['momentum_buffer'] = np.zeros_like(param)
-            # b ← μ b + (1 − τ) g
+            # b ← μ b + (1 − τ) g   (no multiplication by 1 when τ = 0: one pass fewer)
             b *= momentum
-            b += np.multiply(g, 1 - dampening, out=scratch(param))
+            b += g if dampening == 0 else np.multiply(g, 1 - dampening, out=scratch(param))
         # d = g + μ b (Nesterov)  or  d = b
         g = np.add(g, np.multiply(b, momentum, out=scratch(param)), out=scratch(param)) if nesterov else b
     # θ ← θ − γ d
     param -= np.multiply(g, lr, out=scratch(param))
 
-# %% ../../nbs/04b_optim_sgd.ipynb #201de4bc
+# %% ../../nbs/04b_optim_sgd.ipynb #e93ec9ac
 from .base import Optimizer, Real, Flag, Rule
 
 class SGD(Optimizer):
