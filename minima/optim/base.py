@@ -284,13 +284,14 @@ def _init(self, params, # Parameters, (name, Parameter) pairs, or param-group di
     self._step_pre_hooks, self._step_post_hooks = OrderedDict(), OrderedDict()
     self._state_dict_pre_hooks, self._state_dict_post_hooks = OrderedDict(), OrderedDict()
     self._load_state_dict_pre_hooks, self._load_state_dict_post_hooks = OrderedDict(), OrderedDict()
-    self._engine = None
+    self._engine, self._placing = None, False   # parameters move into the engine's arrays only once every group passed
     _refuse_unordered(params, name)
     items = list(params)
     if not items: raise ValueError(f'{name}: got an empty list of parameters')
     groups = items if all(isinstance(x, dict) for x in items) else [{'params': items}]
-    for group in groups: self._add_group(group)
+    for group in groups: self.add_param_group(group)   # through the method, so that a subclass's checks apply here too
     self.defaults.update(check_group(name, specs, self.rules, self.defaults, 'the defaults'))
+    self._placing = True
     if self._engine_runs():   # only now that everything passed
         for group in self.param_groups: self._engine.place(group['params'])
 
@@ -311,7 +312,7 @@ def patch_to(cls):
 def add_param_group(self, param_group:dict):
     "Add a group of parameters with its own hyperparameters (missing ones taken from `defaults`); an error changes nothing."
     self._add_group(param_group)
-    if self._engine_runs(): self._engine.place(self.param_groups[-1]['params'])
+    if self._placing and self._engine_runs(): self._engine.place(self.param_groups[-1]['params'])
 
 @patch_to(Optimizer)
 def _add_group(self, param_group:dict):
