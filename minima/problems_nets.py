@@ -7,7 +7,7 @@ __all__ = ['cnn', 'VOCAB', 'OTHER', 'VOCAB_SIZE', 'STDLIB_FILES', 'TEXT_ENV', 'C
            'decode', 'charlm_text', 'char_data', 'Block', 'CharTransformer', 'next_char_loss', 'bits_per_char',
            'generate']
 
-# %% ../nbs/07b_problems_nets.ipynb #924d2dc1
+# %% ../nbs/07b_problems_nets.ipynb #4fb20cbe
 import math, os, sysconfig
 from functools import lru_cache
 from pathlib import Path
@@ -19,7 +19,7 @@ import minima.nn.functional as F
 from .autograd import Tensor, no_grad
 from .problems import Problem, register_problem, cross_entropy, accuracy, _standardized_digits
 
-# %% ../nbs/07b_problems_nets.ipynb #7e965154
+# %% ../nbs/07b_problems_nets.ipynb #2781ea58
 class DigitsCNN(nn.Module):
     "Conv(3x3)-ReLU-MaxPool(2) twice, then a linear classifier, for square one-channel images given as rows."
     def __init__(self, side:int=8, # images are side x side pixels (a multiple of 4)
@@ -44,7 +44,7 @@ cnn = register_problem(Problem(
     data=_standardized_digits, model=_make_cnn, loss=cross_entropy, metric=accuracy, metric_name='accuracy',
     higher_is_better=True, epochs=10, quick_epochs=1, uses_root=True))
 
-# %% ../nbs/07b_problems_nets.ipynb #7b112196
+# %% ../nbs/07b_problems_nets.ipynb #2df6038c
 VOCAB = '\n\t' + ''.join(map(chr, range(32, 127))) # the characters the model knows
 OTHER = len(VOCAB) # the token of every other character
 VOCAB_SIZE = len(VOCAB) + 1
@@ -60,7 +60,7 @@ def decode(tokens)->str:
     "The characters of `tokens`; `OTHER` becomes '�'."
     return ''.join(VOCAB[t] if t < OTHER else '\ufffd' for t in np.asarray(tokens).tolist())
 
-# %% ../nbs/07b_problems_nets.ipynb #d830085b
+# %% ../nbs/07b_problems_nets.ipynb #d7888be9
 STDLIB_FILES = ('functools.py', 'heapq.py', 'textwrap.py') # the default text, in the standard library's folder
 TEXT_ENV = 'MINIMA_CHARLM_TEXT' # environment variable naming a text file to use instead
 CONTEXT = 64 # characters the model sees
@@ -99,7 +99,7 @@ def char_data(path:str=None, # as in `charlm_text`
     "The text as training and validation windows of next-character prediction."
     return _char_data(path or os.environ.get(TEXT_ENV) or None, context, val_fraction)
 
-# %% ../nbs/07b_problems_nets.ipynb #5086a9a0
+# %% ../nbs/07b_problems_nets.ipynb #bc61c9d3
 class Block(nn.Module):
     "Pre-norm transformer block: x + causal self-attention(LN(x)), then + MLP with GELU(LN(.))."
     def __init__(self, width:int, heads:int):
@@ -145,7 +145,7 @@ charlm = register_problem(Problem(
     data=char_data, model=lambda train: CharTransformer(), loss=next_char_loss, metric=bits_per_char,
     metric_name='bits/char', higher_is_better=False, epochs=4, quick_epochs=1))
 
-# %% ../nbs/07b_problems_nets.ipynb #d93f1d2f
+# %% ../nbs/07b_problems_nets.ipynb #ff85924a
 def generate(model:CharTransformer, prompt:str='\n', # text to continue (at least one character)
              length:int=200, # characters to add
              temperature:float=1.0, # < 1: more likely characters; > 1: more varied
