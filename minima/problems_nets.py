@@ -7,7 +7,7 @@ __all__ = ['cnn', 'VOCAB', 'OTHER', 'VOCAB_SIZE', 'STDLIB_FILES', 'TEXT_ENV', 'C
            'decode', 'charlm_text', 'char_data', 'Block', 'CharTransformer', 'next_char_loss', 'bits_per_char',
            'generate']
 
-# %% ../nbs/07b_problems_nets.ipynb #4fb20cbe
+# %% ../nbs/07b_problems_nets.ipynb #38b5b07a
 import math, os, sysconfig
 from functools import lru_cache
 from pathlib import Path
@@ -19,7 +19,7 @@ import minima.nn.functional as F
 from .autograd import Tensor, no_grad
 from .problems import Problem, register_problem, cross_entropy, accuracy, _standardized_digits
 
-# %% ../nbs/07b_problems_nets.ipynb #2781ea58
+# %% ../nbs/07b_problems_nets.ipynb #2c9f2fc1
 class DigitsCNN(nn.Module):
     "Conv(3x3)-ReLU-MaxPool(2) twice, then a linear classifier, for square one-channel images given as rows."
     def __init__(self, side:int=8, # images are side x side pixels (a multiple of 4)
@@ -44,7 +44,7 @@ cnn = register_problem(Problem(
     data=_standardized_digits, model=_make_cnn, loss=cross_entropy, metric=accuracy, metric_name='accuracy',
     higher_is_better=True, epochs=10, quick_epochs=1, uses_root=True))
 
-# %% ../nbs/07b_problems_nets.ipynb #2df6038c
+# %% ../nbs/07b_problems_nets.ipynb #01877f3e
 VOCAB = '\n\t' + ''.join(map(chr, range(32, 127))) # the characters the model knows
 OTHER = len(VOCAB) # the token of every other character
 VOCAB_SIZE = len(VOCAB) + 1
@@ -60,8 +60,8 @@ def decode(tokens)->str:
     "The characters of `tokens`; `OTHER` becomes '�'."
     return ''.join(VOCAB[t] if t < OTHER else '\ufffd' for t in np.asarray(tokens).tolist())
 
-# %% ../nbs/07b_problems_nets.ipynb #d7888be9
-STDLIB_FILES = ('functools.py', 'heapq.py', 'textwrap.py') # the default text, in the standard library's folder
+# %% ../nbs/07b_problems_nets.ipynb #7582efb6
+STDLIB_FILES = ('functools.py', 'textwrap.py') # the default text, in the standard library's folder
 TEXT_ENV = 'MINIMA_CHARLM_TEXT' # environment variable naming a text file to use instead
 CONTEXT = 64 # characters the model sees
 
@@ -99,7 +99,7 @@ def char_data(path:str=None, # as in `charlm_text`
     "The text as training and validation windows of next-character prediction."
     return _char_data(path or os.environ.get(TEXT_ENV) or None, context, val_fraction)
 
-# %% ../nbs/07b_problems_nets.ipynb #bc61c9d3
+# %% ../nbs/07b_problems_nets.ipynb #f268ef93
 class Block(nn.Module):
     "Pre-norm transformer block: x + causal self-attention(LN(x)), then + MLP with GELU(LN(.))."
     def __init__(self, width:int, heads:int):
@@ -143,9 +143,9 @@ def bits_per_char(model, x, y)->float:
 charlm = register_problem(Problem(
     'charlm', "character-level transformer (2 pre-norm blocks, width 64, context 64) on Python stdlib source or $MINIMA_CHARLM_TEXT",
     data=char_data, model=lambda train: CharTransformer(), loss=next_char_loss, metric=bits_per_char,
-    metric_name='bits/char', higher_is_better=False, epochs=4, quick_epochs=1))
+    metric_name='bits/char', higher_is_better=False, epochs=6, quick_epochs=1))
 
-# %% ../nbs/07b_problems_nets.ipynb #ff85924a
+# %% ../nbs/07b_problems_nets.ipynb #eae47e9d
 def generate(model:CharTransformer, prompt:str='\n', # text to continue (at least one character)
              length:int=200, # characters to add
              temperature:float=1.0, # < 1: more likely characters; > 1: more varied
