@@ -7,7 +7,7 @@ __all__ = ['cnn', 'VOCAB', 'OTHER', 'VOCAB_SIZE', 'STDLIB_FILES', 'TEXT_ENV', 'C
            'decode', 'charlm_text', 'char_data', 'Block', 'CharTransformer', 'next_char_loss', 'bits_per_char',
            'generate']
 
-# %% ../nbs/07b_problems_nets.ipynb #38b5b07a
+# %% ../nbs/07b_problems_nets.ipynb #0be807cf
 import math, os, sysconfig
 from functools import lru_cache
 from pathlib import Path
@@ -19,10 +19,10 @@ import minima.nn.functional as F
 from .autograd import Tensor, no_grad
 from .problems import Problem, register_problem, cross_entropy, accuracy, _standardized_digits
 
-# %% ../nbs/07b_problems_nets.ipynb #2c9f2fc1
+# %% ../nbs/07b_problems_nets.ipynb #9b199747
 class DigitsCNN(nn.Module):
     "Conv(3x3)-ReLU-MaxPool(2) twice, then a linear classifier, for square one-channel images given as rows."
-    def __init__(self, side:int=8, # images are side x side pixels (a multiple of 4)
+    def __init__(self, side:int=8, # images are side x side pixels
                  classes:int=10, # class scores out
                  channels:tuple=(16, 32), # feature maps of the two convolutions
                 ):
@@ -44,7 +44,7 @@ cnn = register_problem(Problem(
     data=_standardized_digits, model=_make_cnn, loss=cross_entropy, metric=accuracy, metric_name='accuracy',
     higher_is_better=True, epochs=10, quick_epochs=1, uses_root=True))
 
-# %% ../nbs/07b_problems_nets.ipynb #01877f3e
+# %% ../nbs/07b_problems_nets.ipynb #91da7a89
 VOCAB = '\n\t' + ''.join(map(chr, range(32, 127))) # the characters the model knows
 OTHER = len(VOCAB) # the token of every other character
 VOCAB_SIZE = len(VOCAB) + 1
@@ -60,7 +60,7 @@ def decode(tokens)->str:
     "The characters of `tokens`; `OTHER` becomes '�'."
     return ''.join(VOCAB[t] if t < OTHER else '\ufffd' for t in np.asarray(tokens).tolist())
 
-# %% ../nbs/07b_problems_nets.ipynb #7582efb6
+# %% ../nbs/07b_problems_nets.ipynb #4e923704
 STDLIB_FILES = ('functools.py', 'textwrap.py') # the default text, in the standard library's folder
 TEXT_ENV = 'MINIMA_CHARLM_TEXT' # environment variable naming a text file to use instead
 CONTEXT = 64 # characters the model sees
@@ -99,7 +99,7 @@ def char_data(path:str=None, # as in `charlm_text`
     "The text as training and validation windows of next-character prediction."
     return _char_data(path or os.environ.get(TEXT_ENV) or None, context, val_fraction)
 
-# %% ../nbs/07b_problems_nets.ipynb #f268ef93
+# %% ../nbs/07b_problems_nets.ipynb #a39e3a63
 class Block(nn.Module):
     "Pre-norm transformer block: x + causal self-attention(LN(x)), then + MLP with GELU(LN(.))."
     def __init__(self, width:int, heads:int):
@@ -145,7 +145,7 @@ charlm = register_problem(Problem(
     data=char_data, model=lambda train: CharTransformer(), loss=next_char_loss, metric=bits_per_char,
     metric_name='bits/char', higher_is_better=False, epochs=6, quick_epochs=1))
 
-# %% ../nbs/07b_problems_nets.ipynb #eae47e9d
+# %% ../nbs/07b_problems_nets.ipynb #c3a923d3
 def generate(model:CharTransformer, prompt:str='\n', # text to continue (at least one character)
              length:int=200, # characters to add
              temperature:float=1.0, # < 1: more likely characters; > 1: more varied
