@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['MODELS', 'torch_twin', 'time_models', 'format_rows', 'profile_model', 'main']
 
-# %% ../nbs/06a_bench_models.ipynb #40048cfa
+# %% ../nbs/06a_bench_models.ipynb #d470e04f
 import argparse, math, statistics, sys, time
 
 import numpy as np
@@ -18,7 +18,7 @@ from .optim import Adam
 from .problems import cross_entropy, _standardized_digits
 from .problems_nets import DigitsCNN, CharTransformer, char_data, next_char_loss, VOCAB_SIZE
 
-# %% ../nbs/06a_bench_models.ipynb #d58730ce
+# %% ../nbs/06a_bench_models.ipynb #06f1dbc2
 class _TorchDigitsCNN(torch.nn.Module):
     def __init__(self, side, classes, channels):
         super().__init__()
@@ -78,7 +78,7 @@ def torch_twin(model, # a `DigitsCNN` or a `CharTransformer`
     twin.load_state_dict(weights, strict=True)
     return twin
 
-# %% ../nbs/06a_bench_models.ipynb #e660f3e2
+# %% ../nbs/06a_bench_models.ipynb #72da9701
 MODELS = ('cnn', 'charlm') # the models `time_models` knows
 
 def _model_and_batch(name, batch_size, tiny):
@@ -151,7 +151,7 @@ def format_rows(rows:list)->str:
               for r in rows]
     return '\n'.join(lines)
 
-# %% ../nbs/06a_bench_models.ipynb #c01294cb
+# %% ../nbs/06a_bench_models.ipynb #ec3ef51c
 def profile_model(name:str='charlm', # a name from `MODELS`
                   steps:int=5, # profiled steps, after one untimed step
                   top:int=12, # functions listed
@@ -171,7 +171,7 @@ def profile_model(name:str='charlm', # a name from `MODELS`
     pstats.Stats(profiler, stream=out).sort_stats('tottime').print_stats(top)
     return out.getvalue()
 
-# %% ../nbs/06a_bench_models.ipynb #5b2ca311
+# %% ../nbs/06a_bench_models.ipynb #f3ca7493
 def main(argv=None)->list:
     "`python -m minima.bench_models`: print the table of `time_models` (and profiles with --profile); return the rows."
     p = argparse.ArgumentParser(prog='python -m minima.bench_models',
@@ -193,5 +193,5 @@ def main(argv=None)->list:
         for m in models: print(f'\n{m}:\n' + profile_model(m, batch_size=a.batch_size, tiny=a.tiny).strip())
     return rows
 
-# %% ../nbs/06a_bench_models.ipynb #bbf51f57
+# %% ../nbs/06a_bench_models.ipynb #65f8feb0
 if __name__ == '__main__' and not getattr(__import__('builtins'), '__IPYTHON__', False): main()
