@@ -272,7 +272,7 @@ def gelu(input: Tensor, approximate: str = 'none') -> Tensor:
         return _result(x * cdf, (input,), lambda g: (g * (cdf + x * pdf()),))
     if approximate == 'tanh':
         c = math.sqrt(2 / math.pi)
-        t = np.tanh(c * (x + 0.044715 * x ** 3))
+        t = np.tanh(c * (x + 0.044715 * x * x * x))
         slope = 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * c * (1 + 3 * 0.044715 * x * x)
         return _result(0.5 * x * (1 + t), (input,), lambda g: (g * slope,))
     raise RuntimeError(f"approximate argument must be either none or tanh, got {approximate!r}")
