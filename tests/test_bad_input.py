@@ -45,7 +45,7 @@ def make_world(d):
     w.grad, b.grad = rng.standard_normal((3, 4)), rng.standard_normal(3)
     p32 = Parameter(rng.standard_normal(5).astype(np.float32))
     p32.grad = rng.standard_normal(5).astype(np.float32)
-    ns = {**{k: getattr(m, k) for m in (base, sgd, adaptive, adam, sch) for k in m.__all__},
+    ns = {**{k: getattr(m, k) for m in (minima.optim, sch) for k in m.__all__},
           'np': np, 'minima': minima, 'Parameter': Parameter, 'Tensor': Tensor, 'Linear': Linear,
           'save': save, 'load': load, 'pickle': pickle, 'zipfile': zipfile, 'Payload': Payload,
           'd': str(d), 'w': w, 'b': b, 'p32': p32, 'params': [w, b]}

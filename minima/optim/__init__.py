@@ -6,11 +6,25 @@
 __all__ = []
 
 # %% ../../nbs/04_optim.ipynb #99f35811
-from . import base, blocks, sgd, adaptive, adam, engine, lr_scheduler
+from . import base, blocks, sgd, adaptive, adam, engine, lr_scheduler, swa_utils
+from . import muon, adafactor, lbfgs, rprop, lion, lamb, adopt, lookahead, schedulefree, soap, prodigy
 from .base import *
+from ..nn.utils import NonFiniteGradientError, clip_grad_norm_, clip_grad_value_
 from .blocks import *
 from .sgd import *
 from .adaptive import *
 from .adam import *
+from .muon import *
+from .adafactor import *
+from .lbfgs import *
+from .rprop import *
+from .lion import *
+from .lamb import *
+from .adopt import *
+from .lookahead import *
+from .schedulefree import *
+from .soap import *
+from .prodigy import *
 
-__all__ = [*base.__all__, *blocks.__all__, *sgd.__all__, *adaptive.__all__, *adam.__all__, 'lr_scheduler']
+_algorithms = (sgd, adaptive, adam, muon, adafactor, lbfgs, rprop, lion, lamb, adopt, lookahead, schedulefree, soap, prodigy)
+__all__ = [*base.__all__, 'NonFiniteGradientError', 'clip_grad_norm_', 'clip_grad_value_', *blocks.__all__, *(name for m in _algorithms for name in m.__all__), 'lr_scheduler', 'swa_utils']

@@ -11,10 +11,9 @@ from ..autograd import Tensor, no_grad, enable_grad
 from ..nn import Parameter
 
 # %% auto #0
-__all__ = ['REQUIRED', 'Spec', 'Real', 'Integer', 'Flag', 'Choice', 'Optional', 'Pair', 'Constant', 'Rule', 'check_group',
-           'RemovableHandle', 'register_optimizer_step_pre_hook', 'register_optimizer_step_post_hook',
-           'NonFiniteGradientError', 'all_finite', 'Optimizer', 'clip_grad_norm_', 'clip_grad_value_',
-           'default_no_decay', 'param_groups_weight_decay']
+__all__ = ['REQUIRED', 'Spec', 'Real', 'Integer', 'Flag', 'Choice', 'Optional', 'Pair', 'Triple', 'Constant', 'Rule',
+           'check_group', 'RemovableHandle', 'register_optimizer_step_pre_hook', 'register_optimizer_step_post_hook',
+           'all_finite', 'Optimizer', 'default_no_decay', 'param_groups_weight_decay']
 
 # %% ../../nbs/04a_optim_base.ipynb #d3a591f7
 REQUIRED = inspect.Parameter.empty # the default of a hyperparameter that has none: it must be given
@@ -89,14 +88,23 @@ class Optional(_Of):
     def problem(self, value): return None if value is None else self.spec.problem(value)
     def normalize(self, value): return value if value is None else self.spec.normalize(value)
 
-class Pair(_Of):
-    "Two values, each accepted by `spec` (a tuple or a list; stored as a tuple), e.g. Adam's `betas`."
-    def describe(self): return f'a pair (a, b), each {self.spec.describe()}'
+class _Values(_Of):
+    "A fixed number of values, each accepted by `spec` (a tuple or a list; stored as a tuple)."
+    size, looks = None, None   # how many values, and how `describe` writes them
+    def describe(self): return f'{self.looks}, each {self.spec.describe()}'
     def problem(self, value):
-        if not isinstance(value, (tuple, list)) or len(value) != 2: return TypeError
+        if not isinstance(value, (tuple, list)) or len(value) != self.size: return TypeError
         for v in value:
             if (p := self.spec.problem(v)) is not None: return p
     def normalize(self, value): return tuple(self.spec.normalize(v) for v in value)
+
+class Pair(_Values):
+    "Two values, each accepted by `spec`, e.g. Adam's `betas`."
+    size, looks = 2, 'a pair (a, b)'
+
+class Triple(_Values):
+    "Three values, each accepted by `spec`, e.g. AdEMAMix's `betas` or Muon's `ns_coefficients`."
+    size, looks = 3, 'a triple (a, b, c)'
 
 class Constant(Spec):
     "A value fixed by the class (not an argument of its constructor), e.g. AdamW's `Constant(True)` for decoupled decay."
@@ -197,8 +205,7 @@ def register_optimizer_step_post_hook(hook) -> RemovableHandle:
 # %% ../../nbs/04a_optim_base.ipynb #069c0cdc
 _KINDS = ('elementwise', 'tensor', 'group')
 
-class NonFiniteGradientError(FloatingPointError, RuntimeError):
-    "A gradient (or a gradient norm) is NaN or infinite."
+from ..nn.utils import NonFiniteGradientError   # one definition, shared with clip_grad_norm_
 
 def all_finite(a:np.ndarray) -> bool:
     "True if `a` has no NaN and no ±inf (two reductions, no array-sized temporary)."
@@ -646,37 +653,7 @@ def load_state_dict(self, state_dict:dict):
     for hook in self._load_state_dict_post_hooks.values(): hook(self)
 
 # %% ../../nbs/04a_optim_base.ipynb #9fc522c8
-def _grads(parameters):
-    if isinstance(parameters, Tensor): parameters = [parameters]
-    return [p.grad for p in parameters if p.grad is not None]
-
-def clip_grad_norm_(parameters, # a Parameter or an iterable of Parameters; gradients scaled in place
-                    max_norm:float, # largest allowed total norm c
-                    norm_type:float=2.0, # order of the norm; float('inf') for the max-abs norm
-                    error_if_nonfinite:bool=False, # raise NonFiniteGradientError if the total norm is NaN or inf
-                   ) -> float: # the total norm N before clipping
-    "Scale all gradients in place by min(1, max_norm/(N + 1e-6)), where N is their joint norm (as torch)."
-    for arg, value, spec in (('max_norm', max_norm, Real('[0, inf)')), ('norm_type', norm_type, Real('(0, inf]'))):
-        if (error := spec.problem(value)) is not None:
-            raise error(f'clip_grad_norm_: invalid {arg}={value!r}; {arg} must be {spec.describe()}')
-    grads = _grads(parameters)
-    if not grads: return 0.0
-    if norm_type == math.inf: total = np.max([np.maximum(g.max(), -g.min()) if g.size else 0.0 for g in grads]) # np.max keeps a NaN wherever it is
-    else: total = np.linalg.norm([np.linalg.norm(g.reshape(-1), norm_type) for g in grads], norm_type)
-    if error_if_nonfinite and not np.isfinite(total):
-        raise NonFiniteGradientError(f'clip_grad_norm_: the total norm of order {norm_type} of the gradients is {total}; '
-                                     'pass error_if_nonfinite=False to scale anyway')
-    coef = max_norm / (total + 1e-6)
-    if not coef >= 1.0:
-        for g in grads: np.multiply(g, coef, out=g)
-    return float(total)
-
-def clip_grad_value_(parameters, # a Parameter or an iterable of Parameters; gradients clamped in place
-                     clip_value:float): # clamp each gradient element into [-clip_value, clip_value]
-    "Clamp every gradient element into [-clip_value, clip_value], in place (as torch)."
-    if (error := Real('[0, inf)').problem(clip_value)) is not None:
-        raise error(f'clip_grad_value_: invalid clip_value={clip_value!r}; clip_value must be a real number in [0, inf)')
-    for g in _grads(parameters): np.clip(g, -clip_value, clip_value, out=g)
+from ..nn.utils import clip_grad_norm_, clip_grad_value_   # defined once, in minima.nn.utils, as torch.nn.utils
 
 # %% ../../nbs/04a_optim_base.ipynb #858060b7
 def default_no_decay(name:str, p) -> bool:
