@@ -6,14 +6,14 @@
 __all__ = ['SHAPES', 'OPTIMIZER_FACTS', 'USES', 'optimizer_classes', 'closure_driven', 'build_optimizer', 'state_memory',
            'optimizer_table', 'table_markdown']
 
-# %% ../../nbs/04z_optim_which.ipynb #ba650975
+# %% ../../nbs/04z_optim_which.ipynb #e90945a0
 import importlib, inspect, pkgutil
 import numpy as np
 from .. import optim
 from ..nn import Parameter
 from .base import Optimizer, REQUIRED, Constant
 
-# %% ../../nbs/04z_optim_which.ipynb #16c55c0e
+# %% ../../nbs/04z_optim_which.ipynb #ca00ef98
 def optimizer_classes(names=())->dict: # name -> class
     "Every `Optimizer` subclass that `minima.optim` or one of its modules exports (an alias once, under the class's name), and each class named in `names` that they export."
     modules = [optim] + [importlib.import_module(f'{optim.__name__}.{m.name}')
@@ -32,14 +32,16 @@ def closure_driven(cls)->bool:
     return closure is not None and closure.default is inspect.Parameter.empty
 
 def build_optimizer(cls, params, lr:float=None, **hyper):
-    "`cls` on `params` with its defaults, `lr` and `hyper`; a wrapper wraps `Adam(params, lr=lr)` and takes `hyper` itself."
+    "`cls` on `params` with its defaults, `lr` and `hyper`, ready to train; a wrapper wraps `Adam(params, lr=lr)` and takes `hyper` itself."
     rate = {} if lr is None else {'lr': lr}
     if cls.wraps: return cls(optim.Adam(params, **rate), **hyper)
     if 'lr' not in cls.hyperparameters: rate = {}
     elif cls.hyperparameters['lr'].default is REQUIRED: rate.setdefault('lr', 1e-3)
-    return cls(params, **rate, **hyper)
+    opt = cls(params, **rate, **hyper)
+    if callable(getattr(opt, 'train', None)): opt.train()   # schedule-free ones start in evaluation mode
+    return opt
 
-# %% ../../nbs/04z_optim_which.ipynb #1d6c6de5
+# %% ../../nbs/04z_optim_which.ipynb #d97ed300
 SHAPES = ((1024, 1024), (256, 64), (1000,)) # a large matrix, a small one, a vector (biases, norms)
 
 def _array_bytes(x, params)->int:
@@ -63,7 +65,7 @@ def state_memory(cls, # an optimizer class
     opt.step(closure)
     return _array_bytes(list(opt.state.values()), params) / sum(p.data.nbytes for p in params)
 
-# %% ../../nbs/04z_optim_which.ipynb #9de9a989
+# %% ../../nbs/04z_optim_which.ipynb #752364b4
 OPTIMIZER_FACTS = {
     'SGD': dict(use=('convnets',), good_at='the baseline; with momentum 0.9 and a tuned, decayed rate still the best generalising choice for convolutional nets; no memory without momentum',
                 reference='torch.optim.SGD', paper='Robbins & Monro 1951; momentum: Polyak 1964; Nesterov: Sutskever et al. 2013',
@@ -114,7 +116,7 @@ OPTIMIZER_FACTS = {
                     reference='pytorch_optimizer.Prodigy', paper='Mishchenko & Defazio 2023, arXiv:2306.06101'),
     'LBFGS': dict(use=('full batch',), good_at='small, smooth, full-batch problems (curve fitting, style transfer): quasi-Newton steps with a line search',
                   reference='torch.optim.LBFGS', paper='Liu & Nocedal 1989, Math. Programming 45; Nocedal & Wright 2006, ch. 7',
-                  note='closure-driven: `step(closure)` evaluates the loss several times; its history grows up to `history_size` pairs of vectors over the steps'),
+                  note='closure-driven: `step(closure)` evaluates the loss several times; the memory is measured after one step, and the history grows up to `history_size` pairs of vectors over later steps'),
     'Rprop': dict(use=('full batch',), good_at='full-batch training: step sizes that grow and shrink with the sign of the gradient, whatever its scale',
                   reference='torch.optim.Rprop', paper='Riedmiller & Braun 1993, IEEE ICNN'),
     'ASGD': dict(use=('noisy',), good_at='convex and noisy problems: SGD with Polyak–Ruppert averaging of the iterates',
@@ -124,7 +126,7 @@ OPTIMIZER_FACTS = {
                        note='refuses to be built in minima: use Adam or AdamW'),
 }
 
-# %% ../../nbs/04z_optim_which.ipynb #3008a3e3
+# %% ../../nbs/04z_optim_which.ipynb #0bfd4c28
 USES = { # the situations `OPTIMIZER_FACTS[...]['use']` names, as the question a user asks
     'default': 'a network and no special constraint: start here',
     'transformers': 'transformers and other large models trained for long',
@@ -140,7 +142,7 @@ USES = { # the situations `OPTIMIZER_FACTS[...]['use']` names, as the question a
     'full batch': 'small, smooth problems whose loss and gradient are computed exactly (full batch)',
 }
 
-# %% ../../nbs/04z_optim_which.ipynb #c57f2520
+# %% ../../nbs/04z_optim_which.ipynb #bd77939b
 def _shape_text(shape): return '×'.join(map(str, shape)) if len(shape) > 1 else f'vector of {shape[0]}'
 
 def _hyperparameter_text(cls)->str:
