@@ -6,14 +6,14 @@
 __all__ = ['SHAPES', 'OPTIMIZER_FACTS', 'USES', 'optimizer_classes', 'closure_driven', 'build_optimizer', 'state_memory',
            'optimizer_table', 'table_markdown']
 
-# %% ../../nbs/04z_optim_which.ipynb #2136c096
+# %% ../../nbs/04z_optim_which.ipynb #501d76db
 import importlib, inspect, pkgutil
 import numpy as np
 from .. import optim
 from ..nn import Parameter
 from .base import Optimizer, REQUIRED, Constant
 
-# %% ../../nbs/04z_optim_which.ipynb #2e53b0c6
+# %% ../../nbs/04z_optim_which.ipynb #348c3094
 def optimizer_classes(names=())->dict: # name -> class
     "Every `Optimizer` subclass that `minima.optim` or one of its modules exports (an alias once, under the class's name), and each class named in `names` that they export."
     modules = [optim] + [importlib.import_module(f'{optim.__name__}.{m.name}')
@@ -41,7 +41,7 @@ def build_optimizer(cls, params, lr:float=None, **hyper):
     if callable(getattr(opt, 'train', None)): opt.train()   # schedule-free ones start in evaluation mode
     return opt
 
-# %% ../../nbs/04z_optim_which.ipynb #1f4415cc
+# %% ../../nbs/04z_optim_which.ipynb #62777671
 SHAPES = ((1024, 1024), (256, 64), (1000,)) # a large matrix, a small one, a vector (biases, norms)
 
 def _array_bytes(x, params)->int:
@@ -65,7 +65,7 @@ def state_memory(cls, # an optimizer class
     opt.step(closure)
     return _array_bytes(list(opt.state.values()), params) / sum(p.data.nbytes for p in params)
 
-# %% ../../nbs/04z_optim_which.ipynb #d8f037a4
+# %% ../../nbs/04z_optim_which.ipynb #ad29af00
 OPTIMIZER_FACTS = {
     'SGD': dict(use=('convnets',), good_at='the baseline; with momentum 0.9 and a tuned, decayed rate still the best generalising choice for convolutional nets; no memory without momentum',
                 reference='torch.optim.SGD', paper='Robbins & Monro 1951; momentum: Polyak 1964; Nesterov: Sutskever et al. 2013',
@@ -126,7 +126,7 @@ OPTIMIZER_FACTS = {
                        note='refuses to be built in minima: use Adam or AdamW'),
 }
 
-# %% ../../nbs/04z_optim_which.ipynb #c4a5e160
+# %% ../../nbs/04z_optim_which.ipynb #67e4f0f2
 USES = { # the situations `OPTIMIZER_FACTS[...]['use']` names, as the question a user asks
     'default': 'a network and no special constraint: start here',
     'transformers': 'transformers and other large models trained for long',
@@ -142,7 +142,7 @@ USES = { # the situations `OPTIMIZER_FACTS[...]['use']` names, as the question a
     'full batch': 'small, smooth problems whose loss and gradient are computed exactly (full batch)',
 }
 
-# %% ../../nbs/04z_optim_which.ipynb #fddb8db8
+# %% ../../nbs/04z_optim_which.ipynb #f96baeb2
 def _shape_text(shape): return '×'.join(map(str, shape)) if len(shape) > 1 else f'vector of {shape[0]}'
 
 def _hyperparameter_text(cls)->str:
