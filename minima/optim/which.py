@@ -6,14 +6,14 @@
 __all__ = ['SHAPES', 'OPTIMIZER_FACTS', 'USES', 'optimizer_classes', 'closure_driven', 'build_optimizer', 'state_memory',
            'optimizer_table', 'table_markdown']
 
-# %% ../../nbs/04z_optim_which.ipynb #501d76db
+# %% ../../nbs/04z_optim_which.ipynb #2e91108a
 import importlib, inspect, pkgutil
 import numpy as np
 from .. import optim
 from ..nn import Parameter
 from .base import Optimizer, REQUIRED, Constant
 
-# %% ../../nbs/04z_optim_which.ipynb #348c3094
+# %% ../../nbs/04z_optim_which.ipynb #af7771ca
 def optimizer_classes(names=())->dict: # name -> class
     "Every `Optimizer` subclass that `minima.optim` or one of its modules exports (an alias once, under the class's name), and each class named in `names` that they export."
     modules = [optim] + [importlib.import_module(f'{optim.__name__}.{m.name}')
@@ -26,22 +26,22 @@ def optimizer_classes(names=())->dict: # name -> class
             if issubclass(c, Optimizer) or name in names: found.setdefault(c.__name__, c)
     return found
 
-def closure_driven(cls)->bool:
-    "Whether `cls.step` must be given a closure (it re-evaluates the loss several times per step, as LBFGS)."
-    closure = inspect.signature(cls.step).parameters.get('closure')
+def closure_driven(optimizer_class)->bool:
+    "Whether `optimizer_class.step` must be given a closure (it re-evaluates the loss several times per step, as LBFGS)."
+    closure = inspect.signature(optimizer_class.step).parameters.get('closure')
     return closure is not None and closure.default is inspect.Parameter.empty
 
-def build_optimizer(cls, params, lr:float=None, **hyper):
-    "`cls` on `params` with its defaults, `lr` and `hyper`, ready to train; a wrapper wraps `Adam(params, lr=lr)` and takes `hyper` itself."
+def build_optimizer(optimizer_class, params, lr:float=None, **hyper):
+    "`optimizer_class` on `params` with its defaults, `lr` and `hyper`, ready to train; a wrapper wraps `Adam(params, lr=lr)` and takes `hyper` itself."
     rate = {} if lr is None else {'lr': lr}
-    if cls.wraps: return cls(optim.Adam(params, **rate), **hyper)
-    if 'lr' not in cls.hyperparameters: rate = {}
-    elif cls.hyperparameters['lr'].default is REQUIRED: rate.setdefault('lr', 1e-3)
-    opt = cls(params, **rate, **hyper)
+    if optimizer_class.wraps: return optimizer_class(optim.Adam(params, **rate), **hyper)
+    if 'lr' not in optimizer_class.hyperparameters: rate = {}
+    elif optimizer_class.hyperparameters['lr'].default is REQUIRED: rate.setdefault('lr', 1e-3)
+    opt = optimizer_class(params, **rate, **hyper)
     if callable(getattr(opt, 'train', None)): opt.train()   # schedule-free ones start in evaluation mode
     return opt
 
-# %% ../../nbs/04z_optim_which.ipynb #62777671
+# %% ../../nbs/04z_optim_which.ipynb #387e70de
 SHAPES = ((1024, 1024), (256, 64), (1000,)) # a large matrix, a small one, a vector (biases, norms)
 
 def _array_bytes(x, params)->int:
@@ -51,21 +51,21 @@ def _array_bytes(x, params)->int:
     if isinstance(x, (list, tuple)): return sum(_array_bytes(v, params) for v in x)
     return 0
 
-def state_memory(cls, # an optimizer class
+def state_memory(optimizer_class, # an optimizer class
                  shape:tuple=(1024, 1024), # the shape of the one parameter
                  seed:int=0, # seed of the parameter's values
                  **hyper, # hyperparameters other than the defaults, e.g. momentum=0.9
                 )->float: # bytes of state per byte of parameter after one step
-    "Bytes of `cls`'s state per byte of a float32 parameter of `shape`, after one step (a wrapper: its own state)."
+    "Bytes of `optimizer_class`'s state per byte of a float32 parameter of `shape`, after one step (a wrapper: its own state)."
     params = [Parameter(np.random.default_rng(seed).standard_normal(shape).astype(np.float32))]
-    opt = build_optimizer(cls, params, **hyper)
+    opt = build_optimizer(optimizer_class, params, **hyper)
     def closure(): # gradient and value of ½‖θ‖²
         for p in params: p.grad = p.data.copy()
         return sum(0.5 * float(np.sum(p.data.astype(np.float64) ** 2)) for p in params)
     opt.step(closure)
     return _array_bytes(list(opt.state.values()), params) / sum(p.data.nbytes for p in params)
 
-# %% ../../nbs/04z_optim_which.ipynb #ad29af00
+# %% ../../nbs/04z_optim_which.ipynb #80b4f1b0
 OPTIMIZER_FACTS = {
     'SGD': dict(use=('convnets',), good_at='the baseline; with momentum 0.9 and a tuned, decayed rate still the best generalising choice for convolutional nets; no memory without momentum',
                 reference='torch.optim.SGD', paper='Robbins & Monro 1951; momentum: Polyak 1964; Nesterov: Sutskever et al. 2013',
@@ -126,7 +126,7 @@ OPTIMIZER_FACTS = {
                        note='refuses to be built in minima: use Adam or AdamW'),
 }
 
-# %% ../../nbs/04z_optim_which.ipynb #67e4f0f2
+# %% ../../nbs/04z_optim_which.ipynb #abd0227d
 USES = { # the situations `OPTIMIZER_FACTS[...]['use']` names, as the question a user asks
     'default': 'a network and no special constraint: start here',
     'transformers': 'transformers and other large models trained for long',
@@ -142,7 +142,7 @@ USES = { # the situations `OPTIMIZER_FACTS[...]['use']` names, as the question a
     'full batch': 'small, smooth problems whose loss and gradient are computed exactly (full batch)',
 }
 
-# %% ../../nbs/04z_optim_which.ipynb #f96baeb2
+# %% ../../nbs/04z_optim_which.ipynb #f33c7348
 def _shape_text(shape): return '×'.join(map(str, shape)) if len(shape) > 1 else f'vector of {shape[0]}'
 
 def _hyperparameter_text(cls)->str:
