@@ -6,7 +6,8 @@ Agg backend; a timeout). The code a page shows is what nbdev's processing leaves
 - not cells marked `#| hide`, `#| export`, `#| exporti` or `#| default_exp` (the page leaves them out),
   nor `#| include: false` or `#| echo: false` cells, nor `show_doc` cells (the page shows their output);
 - `#| exports` cells are shown, so they run; lines ending in `#| hide_line` are left out;
-- `#| eval: false` cells are shown but not run (they are examples a reader adapts, not runs);
+- `#| eval: false` cells are shown but not run (they are examples a reader adapts, not runs), and neither
+  are `#| slow` cells (the long versions of a page's runs: nbdev_test runs them with `--flags slow`);
 - directives and notebook magics (`%time`, `!pip`) are not Python and are dropped.
 The notebook's own checks live in hidden cells, so they are not part of what runs here (nbdev_test
 runs them). A failure names the page, the notebook cell (its index in the .ipynb, and its first
@@ -52,7 +53,7 @@ def visible_cells(nb_path: Path) -> list:
                  if not _directive.match(l) and not re.search(r'#\|\s*hide_line\s*$', l)
                  and not re.match(r'\s*(%|!)', l)]
         code = '\n'.join(lines).strip('\n')
-        if code.strip(): out.append((i, code, d.get('eval') != 'false'))
+        if code.strip(): out.append((i, code, d.get('eval') != 'false' and 'slow' not in d))
     return out
 
 RUNNER = r'''
