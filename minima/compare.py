@@ -44,7 +44,7 @@ def _optimizer_classes()->dict:
 def optimizer_names()->list:
     "The names `--optimizers` accepts: the registered ones, then one per optimizer class."
     classes = _optimizer_classes()
-    return [*_REGISTERED, *sorted({_by_lower_case(n.lower(), classes).__name__.lower() for n in classes})]
+    return [*_REGISTERED, *sorted({_by_lower_case(n.lower(), classes).__name__.lower() for n in classes} - set(_REGISTERED))]
 
 def _by_lower_case(key, classes):
     matches = [c for n, c in classes.items() if n.lower() == key]

@@ -76,7 +76,7 @@ def corrupt_mnist(tmp_path):
 
 @pytest.mark.parametrize('args, words', [
     (['--problem', 'cifar'], "--problem: unknown problem 'cifar'"),
-    (['--optimizers', 'adam,lbfgs'], "unknown optimizer 'lbfgs'"),
+    (['--optimizers', 'adam,adamx'], "unknown optimizer 'adamx'"),
     (['--optimizers', 'adam,adam'], "'adam' is given twice"),
     (['--optimizers', 'adam,Adam'], "'Adam' is given twice"),
     (['--problem', 'mlp,mlp'], "'mlp' is given twice"),
