@@ -17,6 +17,9 @@ _KINDS = 'biufc'  # dtype kinds a checkpoint may hold: bool, int, uint, float, c
 
 class CheckpointError(ValueError):
     "A file that is not a valid minima checkpoint: unreadable, truncated, altered or crafted."
+    def __init__(self, *args):
+        "Raise with a message saying where the checkpoint is invalid and why."
+        super().__init__(*args)
 
 # %% ../nbs/05_checkpoint.ipynb #eff490d8
 def _encode_array(x, arrays, where):

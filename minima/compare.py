@@ -90,6 +90,7 @@ class Trial:
     def key(self)->str: # a file name that changes whenever a field does
         digest = hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:10]
         return f'{self.problem}-{self.optimizer}-lr{self.lr:.3g}-seed{self.seed}-{digest}'
+Trial.__init__.__doc__ = "A run of `optimizer` at learning rate `lr` with `seed` on `problem`; `epochs` (or `steps`) and `batch_size` override the problem's defaults; `root` is the MNIST folder for problems that read it."
 
 def blas_threads(n:int=1): # threads for numpy's BLAS
     "Context manager that limits numpy's BLAS threads when `threadpoolctl` is installed."

@@ -21,6 +21,7 @@ class Dataset:
 class TensorDataset(Dataset):
     "Rows of arrays that share their first axis."
     def __init__(self, *arrays): # numpy arrays or Tensors, all with the same length
+        "Hold `arrays`: numpy arrays or Tensors, all with the same length; item i is the tuple of their i-th rows."
         self.arrays = tuple(np.asarray(a.data if isinstance(a, Tensor) else a) for a in arrays)
         if not self.arrays: raise ValueError("TensorDataset needs at least one array")
         lengths = [len(a) for a in self.arrays]
@@ -38,6 +39,7 @@ class DataLoader:
                  drop_last: bool = False,# skip the last batch if it is smaller than batch_size
                  seed: int = None,       # make a private generator from this seed
                  generator=None):        # or use this numpy Generator (default: minima's global one)
+        "Batch `dataset` into groups of `batch_size`; `shuffle` reorders every pass (from `seed` or `generator`), `drop_last` skips a short last batch."
         if int(batch_size) != batch_size or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         if seed is not None and generator is not None: raise ValueError("give seed or generator, not both")

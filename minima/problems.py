@@ -38,6 +38,7 @@ class Problem:
     def evaluate(self, model, arrays:tuple)->tuple: # (loss, metric) on `arrays`, without a graph
         "Loss and metric of `model` on all of `arrays` at once."
         with no_grad(): return float(self.loss(model, *map(Tensor, arrays)).item()), float(self.metric(model, *arrays))
+Problem.__init__.__doc__ = 'Name a problem and give its data, model, loss, metric and budget (see the fields).'
 
 PROBLEMS = {}
 

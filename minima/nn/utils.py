@@ -13,6 +13,9 @@ from ..autograd import Tensor
 # %% ../../nbs/02c_nn_utils.ipynb #8c2a2b9a
 class NonFiniteGradientError(FloatingPointError, RuntimeError):
     "A gradient (or a gradient norm) is NaN or infinite."
+    def __init__(self, *args):
+        "Raise with a message naming the non-finite gradient or norm."
+        super().__init__(*args)
 
 def _real(name: str, value, low: float, low_open: bool = False, allow_inf: bool = True) -> float:
     "`value` as a float: TypeError unless a real number, ValueError outside [low, inf] ((low, ...) if low_open, ...inf) unless allow_inf)."

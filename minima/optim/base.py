@@ -25,6 +25,7 @@ def _is_real(value):
 class Spec:
     "What a hyperparameter accepts (`problem`, `describe`), its `default`, whether it is keyword-only, and its `doc`."
     def __init__(self, default=REQUIRED, kw_only:bool=False, doc:str=''):
+        "A spec with `default` (`REQUIRED`: the argument must be given), keyword-only if `kw_only`, described by `doc`."
         self.default, self.kw_only, self.doc = default, kw_only, doc
     def describe(self) -> str: raise NotImplementedError
     def problem(self, value): raise NotImplementedError # None if accepted, else the exception class that fits
@@ -41,6 +42,7 @@ class _Interval(Spec):
     "A number in an interval written as in mathematics, e.g. '[0, 1)' or '(0, inf)'."
     what = 'a number'
     def __init__(self, interval:str='[0, inf)', default=REQUIRED, **kwargs):
+        "A number in `interval`, written as in mathematics (e.g. '[0, 1)'), with `default`; other keywords as for `Spec`."
         super().__init__(default, **kwargs)
         self.interval, self.bounds = interval, _interval(interval)
     def describe(self): return f'{self.what} in {self.interval}'
@@ -70,6 +72,7 @@ class Flag(Spec):
 class Choice(Spec):
     "One of a few strings, e.g. `Choice(('apply', 'skip'), default='apply')`."
     def __init__(self, options:tuple, default=REQUIRED, **kwargs):
+        "One of `options`, with `default`; other keywords as for `Spec`."
         super().__init__(default, **kwargs)
         self.options = tuple(options)
     def describe(self): return 'one of ' + ', '.join(map(repr, self.options))
@@ -79,11 +82,15 @@ class Choice(Spec):
 
 class _Of(Spec):
     "A spec built on another one, `spec`."
-    def __init__(self, spec:Spec, default=REQUIRED, **kwargs): super().__init__(default, **kwargs); self.spec = spec
+    def __init__(self, spec:Spec, default=REQUIRED, **kwargs):
+        "A spec built on `spec`, with `default`; other keywords as for `Spec`."
+        super().__init__(default, **kwargs); self.spec = spec
 
 class Optional(_Of):
     "`None`, or a value accepted by `spec`; the default is None unless given."
-    def __init__(self, spec:Spec, default=None, **kwargs): super().__init__(spec, default, **kwargs)
+    def __init__(self, spec:Spec, default=None, **kwargs):
+        "None or a value `spec` accepts; `default` is None unless given; other keywords as for `Spec`."
+        super().__init__(spec, default, **kwargs)
     def describe(self): return f'None or {self.spec.describe()}'
     def problem(self, value): return None if value is None else self.spec.problem(value)
     def normalize(self, value): return value if value is None else self.spec.normalize(value)
@@ -108,7 +115,9 @@ class Triple(_Values):
 
 class Constant(Spec):
     "A value fixed by the class (not an argument of its constructor), e.g. AdamW's `Constant(True)` for decoupled decay."
-    def __init__(self, value, doc:str=''): super().__init__(value, kw_only=True, doc=doc)
+    def __init__(self, value, doc:str=''):
+        "The fixed `value` (not a constructor argument of the optimizer), described by `doc`."
+        super().__init__(value, kw_only=True, doc=doc)
     def describe(self): return repr(self.default)
     def problem(self, value): return None if value == self.default and type(value) == type(self.default) else ValueError
 
@@ -116,6 +125,7 @@ class Constant(Spec):
 class Rule:
     "A constraint between the hyperparameters `names` of one group: `check(values)` must be true."
     def __init__(self, names:tuple, check, requirement:str):
+        "A constraint on the hyperparameters `names`: `check(values)` must be true; `requirement` says in words what it asks."
         self.names, self.check, self.requirement = names, check, requirement
 
 def check_group(owner:str, # the optimizer's name, for messages
@@ -180,6 +190,7 @@ class RemovableHandle:
     "Returned by the `register_*_hook` functions: `remove()` unregisters the hook."
     _next_id = 0
     def __init__(self, hooks:dict):
+        "A handle on a hook registered in `hooks` (a dict keyed by the handle's id); `remove()` unregisters it."
         self.hooks, self.id = hooks, RemovableHandle._next_id
         RemovableHandle._next_id += 1
     def remove(self): self.hooks.pop(self.id, None)
@@ -272,6 +283,7 @@ def _generated_init(cls):
 # %% ../../nbs/04a_optim_base.ipynb #68923045
 def _init(self, params, # Parameters, (name, Parameter) pairs, or param-group dicts; for a wrapper, the wrapped optimizer
           defaults:dict): # hyperparameter values; missing ones are taken from the specs
+    "Set up the optimizer on `params` (for a wrapper, the optimizer to wrap) with the hyperparameter values `defaults`, checked against the specs."
     name = type(self).__name__
     if type(self).update is None:
         raise TypeError(f'{name} has no update function; see "Add your own optimizer" in the minima.optim docs')

@@ -377,6 +377,7 @@ class LRScheduler(_Stateful):
                  optimizer, # anything with `param_groups`: a list of dicts with a float 'lr'
                  last_epoch:int=-1, # -1 to start; the step count to resume at (needs 'initial_lr' in the groups)
                 ):
+        "Attach to `optimizer` (anything with `param_groups`) and take the first step; `last_epoch` is -1 to start, or the step count to resume at."
         _check_optimizer(optimizer)
         last_epoch = _check_int('last_epoch', last_epoch, -1)
         if last_epoch != -1:
@@ -438,6 +439,7 @@ class LRScheduler(_Stateful):
 class StepLR(LRScheduler):
     "Multiply the rate by `gamma` every `step_size` steps; closed form `step_lr`."
     def __init__(self, optimizer, step_size:int, gamma:float=0.1, last_epoch:int=-1):
+        "Multiply each group's lr by `gamma` every `step_size` steps; `last_epoch` as for `LRScheduler`."
         self.step_size = _check_int('step_size', step_size, 1)
         self.gamma = _check_real('gamma', gamma, 0, lo_open=True)
         super().__init__(optimizer, last_epoch)
@@ -453,6 +455,7 @@ class StepLR(LRScheduler):
 class MultiStepLR(LRScheduler):
     "Multiply the rate by `gamma` at every milestone; closed form `multistep_lr`."
     def __init__(self, optimizer, milestones:list, gamma:float=0.1, last_epoch:int=-1):
+        "Multiply each group's lr by `gamma` at each step count in `milestones`; `last_epoch` as for `LRScheduler`."
         self.milestones = sorted(_check_int(f'milestones[{i}]', m, 0) for i, m in enumerate(milestones))
         self.gamma = _check_real('gamma', gamma, 0, lo_open=True)
         super().__init__(optimizer, last_epoch)
@@ -469,6 +472,7 @@ class MultiStepLR(LRScheduler):
 class ConstantLR(LRScheduler):
     "Run the first `total_iters` steps at `factor` times the rate; closed form `constant_lr`."
     def __init__(self, optimizer, factor:float=1/3, total_iters:int=5, last_epoch:int=-1):
+        "Scale each group's lr by `factor` for the first `total_iters` steps, then use the base lr; `last_epoch` as for `LRScheduler`."
         self.factor = _check_real('factor', factor, 0, 1, lo_open=True)
         self.total_iters = _check_int('total_iters', total_iters, 1)
         super().__init__(optimizer, last_epoch)
@@ -484,6 +488,7 @@ class ConstantLR(LRScheduler):
 class LinearLR(LRScheduler):
     "Move the rate's factor linearly from `start_factor` to `end_factor` in `total_iters` steps; closed form `linear_lr`."
     def __init__(self, optimizer, start_factor:float=1/3, end_factor:float=1.0, total_iters:int=5, last_epoch:int=-1):
+        "Scale each group's lr by a factor moving linearly from `start_factor` to `end_factor` over `total_iters` steps; `last_epoch` as for `LRScheduler`."
         self.start_factor = _check_real('start_factor', start_factor, 0, 1, lo_open=True)
         self.end_factor = _check_real('end_factor', end_factor, 0, 1)
         self.total_iters = _check_int('total_iters', total_iters, 1)
@@ -502,6 +507,7 @@ class LinearLR(LRScheduler):
 class ExponentialLR(LRScheduler):
     "Multiply the rate by `gamma` every step; closed form `exponential_lr`."
     def __init__(self, optimizer, gamma:float, last_epoch:int=-1):
+        "Multiply each group's lr by `gamma` at every step; `last_epoch` as for `LRScheduler`."
         self.gamma = _check_real('gamma', gamma, 0, lo_open=True)
         super().__init__(optimizer, last_epoch)
 
@@ -515,6 +521,7 @@ class ExponentialLR(LRScheduler):
 class PolynomialLR(LRScheduler):
     "Decay the rate to 0 in `total_iters` steps as (1 - t/T)^power; closed form `polynomial_lr`."
     def __init__(self, optimizer, total_iters:int=5, power:float=1.0, last_epoch:int=-1):
+        "Decay each group's lr to 0 over `total_iters` steps by the polynomial of degree `power`; `last_epoch` as for `LRScheduler`."
         self.total_iters = _check_int('total_iters', total_iters, 1)
         self.power = _check_real('power', power, 0)
         super().__init__(optimizer, last_epoch)
@@ -532,6 +539,7 @@ class PolynomialLR(LRScheduler):
 class CosineAnnealingLR(LRScheduler):
     "Anneal the rate from its base value to `eta_min` along half a cosine in `T_max` steps; closed form `cosine_annealing`."
     def __init__(self, optimizer, T_max:int, eta_min:float=0.0, last_epoch:int=-1):
+        "Anneal each group's lr from its base value to `eta_min` along a half cosine of `T_max` steps; `last_epoch` as for `LRScheduler`."
         self.T_max = _check_int('T_max', T_max, 1)
         self.eta_min = _check_real('eta_min', eta_min, 0)
         super().__init__(optimizer, last_epoch)
@@ -553,6 +561,7 @@ class CosineAnnealingLR(LRScheduler):
 class CosineAnnealingWarmRestarts(LRScheduler):
     "Cosine annealing restarted after T₀, T₀·T_mult, ... steps; closed form `cosine_warm_restarts`."
     def __init__(self, optimizer, T_0:int, T_mult:int=1, eta_min:float=0.0, last_epoch:int=-1):
+        "Cosine annealing from the base lr to `eta_min`, restarted after `T_0` steps, each cycle `T_mult` times longer; `last_epoch` as for `LRScheduler`."
         self.T_0 = self.T_i = _check_int('T_0', T_0, 1)
         self.T_mult = _check_int('T_mult', T_mult, 1)
         self.eta_min = _check_real('eta_min', eta_min, 0)
@@ -617,6 +626,7 @@ class CyclicLR(LRScheduler):
                  base_momentum:float=0.8, # momentum at the peak of the rate
                  max_momentum:float=0.9, # momentum at the bottom of the rate
                  last_epoch:int=-1):
+        "Cycle each group's lr between `base_lr` and `max_lr` (`step_size_up` steps up, `step_size_down` down, shaped by `mode` or `scale_fn`), and the momentum the opposite way if `cycle_momentum`."
         _check_optimizer(optimizer)
         base_lrs = [_check_real('base_lr', v, 0) for v in _per_group('base_lr', optimizer, base_lr)]
         self.max_lrs = [_check_real('max_lr', v, 0) for v in _per_group('max_lr', optimizer, max_lr)]
@@ -692,6 +702,7 @@ class OneCycleLR(LRScheduler):
                  final_div_factor:float=1e4, # end rate = start rate / final_div_factor
                  three_phase:bool=False, # start → peak → start → end
                  last_epoch:int=-1):
+        "One cycle of `total_steps` (or `epochs` × `steps_per_epoch`): lr rises to `max_lr` over the fraction `pct_start`, then anneals (`anneal_strategy`) far below its start; momentum moves the opposite way if `cycle_momentum`."
         _check_optimizer(optimizer)
         if total_steps is None:
             if epochs is None or steps_per_epoch is None:
@@ -740,6 +751,7 @@ class _LambdaBase(LRScheduler):
 
     def __init__(self, optimizer, lr_lambda, # a function of t, or one per param group
                  last_epoch:int=-1):
+        "A schedule from `lr_lambda`: a function of the step count, or a list with one per param group; `last_epoch` as for `LRScheduler`."
         _check_optimizer(optimizer)
         self.lr_lambdas = _per_group('lr_lambda', optimizer, lr_lambda)
         self._one_per_group = isinstance(lr_lambda, (list, tuple))
@@ -796,6 +808,7 @@ class MultiplicativeLR(_LambdaBase):
 class ExponentialDecayLR(LRScheduler):
     "numpy-ml's exponential schedule on each group's base rate; closed form `exponential_decay`."
     def __init__(self, optimizer, stage_length:int=500, staircase:bool=False, decay:float=0.1, last_epoch:int=-1):
+        "Set each group's lr to base·`decay`^(t/`stage_length`) (the exponent floored if `staircase`); `last_epoch` as for `LRScheduler`."
         self.stage_length = _check_int('stage_length', stage_length, 1)
         self.staircase, self.decay = bool(staircase), _check_real('decay', decay, 0, lo_open=True)
         super().__init__(optimizer, last_epoch)
@@ -806,6 +819,7 @@ class NoamLR(LRScheduler):
     "The transformer schedule `noam_lr(t + 1)`: linear warmup, then 1/√n decay; the optimizer's own lr is not used."
     def __init__(self, optimizer, model_dim:int=512, scale_factor:float=1.0, # k: a float or one per param group
                  warmup_steps:int=4000, last_epoch:int=-1):
+        "Set each group's lr to the transformer schedule for `model_dim`, `scale_factor` and `warmup_steps`; `last_epoch` as for `LRScheduler`."
         _check_optimizer(optimizer)
         self.model_dim = _check_int('model_dim', model_dim, 1)
         self.warmup_steps = _check_int('warmup_steps', warmup_steps, 1)
@@ -844,6 +858,7 @@ class SequentialLR(_Composite):
     def __init__(self, optimizer, schedulers:list, # schedulers built on `optimizer`, in order
                  milestones:list, # steps at which the next scheduler takes over, increasing
                  last_epoch:int=-1):
+        "Run `schedulers` (built on `optimizer`) one after another, switching at the step counts in `milestones`; `last_epoch` as for `LRScheduler`."
         _check_schedulers(type(self).__name__, optimizer, schedulers)
         if len(milestones) != len(schedulers) - 1:
             raise ValueError(f"milestones must have one entry fewer than schedulers ({len(schedulers) - 1}), got {len(milestones)}")
@@ -882,6 +897,7 @@ class SequentialLR(_Composite):
 class ChainedScheduler(_Composite):
     "Step every scheduler at every step: their changes to the rate multiply."
     def __init__(self, schedulers:list, optimizer=None):
+        "Step every scheduler in `schedulers` at each `step()`, their changes composing; `optimizer` defaults to the first one's."
         optimizer = optimizer if optimizer is not None else getattr(schedulers[0], 'optimizer', None) if schedulers else None
         _check_schedulers(type(self).__name__, optimizer, schedulers)
         self._schedulers, self.optimizer = list(schedulers), optimizer
@@ -906,6 +922,7 @@ class ReduceLROnPlateau(_Stateful):
                  min_lr=0.0, # floor: a float or one per param group
                  eps:float=1e-8, # skip a reduction smaller than this
                 ):
+        "Multiply each group's lr by `factor` once the metric given to `step()` has not improved (by `mode`, `threshold`, `threshold_mode`) for `patience` steps; then wait `cooldown` steps; never below `min_lr`."
         _check_optimizer(optimizer)
         self.mode = _check_choice('mode', mode, ('min', 'max'))
         self.threshold_mode = _check_choice('threshold_mode', threshold_mode, ('rel', 'abs'))
@@ -983,6 +1000,7 @@ class KingLR(_Stateful):
                  patience:int=1000, # the test looks at the last patience + 1 losses, >= 3
                  decay:float=0.99, # factor applied at each step the loss is flat, in (0, 1]
                 ):
+        "Multiply each group's lr by `decay` whenever the last `patience` + 1 losses given to `step()` show no decrease."
         _check_optimizer(optimizer)
         self.patience = _check_int('patience', patience, 3)
         self.decay = _check_real('decay', decay, 0, 1, lo_open=True)

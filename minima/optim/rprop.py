@@ -125,6 +125,7 @@ class ASGD(Optimizer):
 class SparseAdam:
     "torch's Adam for sparse gradients. minima has no sparse gradients: use `minima.optim.Adam` instead."
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, maximize=False):
+        "Raise NotImplementedError: minima has no sparse gradients; use `Adam` with the same arguments."
         raise NotImplementedError(
             "SparseAdam: minima has no sparse gradients (every gradient is a dense numpy array, an Embedding's too), "
             "so there is no SparseAdam; use minima.optim.Adam(params, lr=lr, betas=betas, eps=eps, maximize=maximize), "

@@ -132,6 +132,7 @@ class SWALR(LRScheduler):
                  anneal_epochs:int=10, # T: steps from the current rate to swa_lr (0: at once)
                  anneal_strategy:str='cos', # 'cos' or 'linear'
                  last_epoch:int=-1):
+        "Anneal each group's lr to `swa_lr` over `anneal_epochs` steps (`anneal_strategy` 'cos' or 'linear'), then hold it; `last_epoch` as for `LRScheduler`."
         self.swa_lrs = [_check_real('swa_lr', v, 0) for v in _per_group('swa_lr', optimizer, swa_lr)]
         self.anneal_strategy = _check_choice('anneal_strategy', anneal_strategy, ('cos', 'linear'))
         if isinstance(anneal_epochs, bool) or not isinstance(anneal_epochs, int) or anneal_epochs < 0:
