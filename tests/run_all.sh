@@ -25,10 +25,14 @@ if [ "${CI:-}" = "true" ] && [ -d .git ] && ! git diff --exit-code --stat -- min
   echo "FAIL: exported library or clean notebooks differ from the committed ones"; exit 1
 fi
 
-echo "== 2/5 notebook tests (nbdev_test, every notebook, slow cells included)"
+# the `slow` cells are the long versions of the study and of the optimizer-choice page (the full lr
+# grids and seeds that their published pictures come from): MINIMA_SLOW=1 runs them too
+flags=()
+if [ "${MINIMA_SLOW:-}" = "1" ]; then flags=(--flags slow); fi
+echo "== 2/5 notebook tests (nbdev_test, every notebook${flags:+, slow cells included})"
 expected=$(find nbs -name '*.ipynb' -not -path '*/.*' -not -name '_*' | wc -l)
 log=$(mktemp)
-nbdev_test --flags slow --do_print --n_workers 2 --timing 2>&1 | tee "$log"
+nbdev_test "${flags[@]}" --do_print --n_workers 2 --timing 2>&1 | tee "$log"
 ran=$(grep -c '^- Completed' "$log" || true)
 if [ "$expected" -eq 0 ] || [ "$ran" -ne "$expected" ]; then
   echo "FAIL: nbdev_test completed $ran notebooks, expected $expected"; exit 1

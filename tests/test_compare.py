@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from minima.compare import (Trial, compare, find_optimizer, load_record, parse_args, register_optimizer, run_trial,
+from minima.compare import (DEFAULT_PROBLEMS, Trial, compare, find_optimizer, load_record, parse_args, register_optimizer, run_trial,
                             summarize, format_table, DEFAULT_OPTIMIZERS, _REGISTERED)
 from minima.data import write_idx
 from minima.problems import PROBLEMS
@@ -51,7 +51,8 @@ def test_quick_all_problems_in_the_default_folder(tmp_path):
 
 def test_defaults_and_quick_settings():
     a = parse_args([])
-    assert a.problems == list(PROBLEMS) and a.optimizers == list(DEFAULT_OPTIMIZERS) and a.seeds == 3
+    assert a.problems == list(DEFAULT_PROBLEMS) and a.optimizers == list(DEFAULT_OPTIMIZERS) and a.seeds == 3
+    assert parse_args(['--problem', 'all']).problems == list(PROBLEMS) and {'cnn', 'charlm'} <= set(PROBLEMS)
     assert a.lrs[0] == 1e-4 and a.lrs[-1] == 1.0 and len(a.lrs) == 9 and a.out == 'compare_out'
     q = parse_args(['--quick', '--optimizers', 'AdamW,momentum'])
     assert q.optimizers == ['AdamW', 'momentum'] and q.seeds == 1 and len(q.lrs) == 3
