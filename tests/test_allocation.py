@@ -201,6 +201,10 @@ def test_no_update_function_takes_a_performance_argument():
                and issubclass(getattr(optim, n), base.Optimizer) and getattr(optim, n).update is not None]
     assert len(classes) >= 9
     for cls in classes:
-        names = list(inspect.signature(cls.update).parameters)
-        assert names[:3] == ['param', 'grad', 'state'], cls.__name__
-        assert set(names[3:]) == {'step', *cls.hyperparameters}, cls.__name__
+        params = inspect.signature(cls.update).parameters
+        names = [n for n, p in params.items() if p.kind is not p.VAR_KEYWORD]
+        first, allowed = (['params', 'state'], {'step', 'closure'}) if cls.kind == 'group' else (['param', 'grad', 'state'], {'step'})
+        assert names[:len(first)] == first, cls.__name__
+        rest = set(names[len(first):])
+        if len(names) == len(params): assert rest == {*allowed, *cls.hyperparameters}, cls.__name__
+        else: assert rest <= {*allowed, *cls.hyperparameters}, cls.__name__   # **hyper passes the rest on

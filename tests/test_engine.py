@@ -19,7 +19,17 @@ LAYOUTS = {
     'many small': [(7,), (3, 5), (100,), (2, 2, 2), (1,), (64, 9), (300,), (5,)] * 3,
     'mixed dtypes': [(40, 3), (17,), (9,), (2, 2)],
 }
-MINIMA_CASES = sorted({(c[2], tuple(sorted(c[3].items()))) for c in LIVE})
+CLASSES = {**CLASSES, **{n: getattr(optim, n) for n in ('Lion', 'ADOPT', 'AdEMAMix', 'Rprop', 'ASGD', 'SGDScheduleFree', 'AdamWScheduleFree')}}
+BEYOND_TORCH_PARITY_GRID = [   # the elementwise optimizers whose reference is not in the torch parity grid, with their options
+    ('Lion', ()), ('Lion', (('maximize', True), ('weight_decay', 0.1))),
+    ('ADOPT', ()), ('ADOPT', (('decoupled_weight_decay', True), ('weight_decay', 0.01))),
+    ('AdEMAMix', ()), ('AdEMAMix', (('t_alpha_beta3', 2), ('weight_decay', 0.01))),
+    ('Rprop', ()), ('Rprop', (('maximize', True),)),
+    ('ASGD', ()), ('ASGD', (('t0', 1.0), ('weight_decay', 0.01))),
+    ('SGDScheduleFree', ()), ('SGDScheduleFree', (('warmup_steps', 2), ('weight_decay', 0.01))),
+    ('AdamWScheduleFree', ()), ('AdamWScheduleFree', (('warmup_steps', 2), ('weight_decay', 0.01))),
+]
+MINIMA_CASES = sorted({(c[2], tuple(sorted(c[3].items()))) for c in LIVE}) + BEYOND_TORCH_PARITY_GRID
 
 def run(name, kw, layout, dtype, use_engine, steps=3):
     rng = np.random.default_rng(0)
@@ -28,6 +38,7 @@ def run(name, kw, layout, dtype, use_engine, steps=3):
     ps = [Parameter(rng.standard_normal(s).astype(d)) for s, d in zip(shapes, dtypes)]
     opt = CLASSES[name](ps, **kw)
     opt.engine = use_engine
+    if hasattr(opt, 'train'): opt.train()   # Schedule-Free steps only in training mode
     for t in range(steps):
         for i, p in enumerate(ps):
             p.grad = None if layout == 'mixed dtypes' and (i + t) % 3 == 0 else rng.standard_normal(p.data.shape).astype(p.data.dtype)
