@@ -148,8 +148,9 @@ def check_site(site: Path, nbs: Path, problems: list) -> dict:
             if not re.fullmatch(r'[A-Za-z_][\w.]*', entry): continue
             sig = [j for j, b in enumerate(pg.pres) if pg.pre_h3[j] == k and not pg.pre_src[j]
                    and re.match(rf'\s*(?:def\s+|class\s+)?{re.escape(entry)}\s*\(', b)][:1]
-            src = [j for j, b in enumerate(pg.pres)
-                   if j not in sig and re.search(rf'^\s*(?:async\s+)?(?:def|class)\s+{re.escape(nm)}\b', b, re.M)]
+            src = [j for j, b in enumerate(pg.pres)   # the entry's source: folded, or under the entry itself (not a sketch elsewhere)
+                   if j not in sig and (pg.pre_src[j] or pg.pre_h3[j] == k)
+                   and re.search(rf'^\s*(?:async\s+)?(?:def|class)\s+{re.escape(nm)}\b', b, re.M)]
             if sig and '$' in pg.pres[sig[0]]: problems.append(f'{name}: raw LaTeX in the signature of {entry} (comments belong in its table)')
             if sig and src: problems.append(f'{name}: the signature of {entry} is shown twice (signature block and source)')
         for tag, attr, val in pg.resources:

@@ -421,7 +421,7 @@ col { width: auto !important; }  /* pandoc sets equal column widths on long pipe
 th, td { border-bottom: 1px solid #dee2e6; padding: .3rem .6rem; text-align: left; vertical-align: top; }
 /* display math scrolls sideways when wider than the page; overflow-x alone would make overflow-y auto
    too (CSS turns a `visible` partner into `auto`), which gave every equation a small vertical scrollbar */
-math[display="block"] { margin: .8rem 0; padding: .35em 0; overflow-x: auto; overflow-y: hidden; }
+math[display="block"] { margin: .5rem 0; padding: .75em 0; overflow-x: auto; overflow-y: hidden; }
 nav.sidebar .search { margin: 0 0 .75rem; }
 @media (max-width: 50rem) { .layout { flex-direction: column; }
   nav.sidebar { position: static; height: auto; flex: none; width: 100%; border-right: 0; border-bottom: 1px solid #dee2e6; }
