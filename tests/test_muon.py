@@ -6,13 +6,14 @@ torch computes the Newton–Schulz iteration in bfloat16; minima in the paramete
 (b) torch as shipped against minima as shipped, one step at a time: the bfloat16 tolerance derived in `test_as_shipped`.
 Gradients come from tests/reference/make_reference.py (per-value scales from 1e-3 to 10, sign changes, zeros).
 """
-import contextlib, inspect, os, sys, warnings
+import contextlib, inspect, os, sys
 import numpy as np
 import pytest
 
 torch = pytest.importorskip('torch')
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), 'reference'))
 import make_reference as ref
+from optim_db_errors import check_error_input
 from minima.nn import Parameter
 import minima.optim.muon as muon_module
 from minima.optim.muon import Muon, zeropower_via_newton_schulz, adjusted_lr
@@ -148,45 +149,13 @@ def test_signature_and_defaults_are_torchs():
     for k, v in theirs.items():
         if k != 'params': assert mine[k].default == v.default and mine[k].kind == v.kind, k
 
-def to_minima(x, made=None):
-    "A torch error input's params, in minima's terms (the same torch tensor twice becomes the same Parameter twice)."
-    made = {} if made is None else made
-    if isinstance(x, torch.Tensor):
-        if id(x) not in made: made[id(x)] = Parameter(x.detach().numpy().copy())
-        return made[id(x)]
-    if isinstance(x, dict): return {k: to_minima(v, made) for k, v in x.items()}
-    if isinstance(x, tuple): return tuple(to_minima(v, made) for v in x)
-    if isinstance(x, list): return [to_minima(v, made) for v in x]
-    return x
-
-# Where minima's core departs from torch for every optimizer (not Muon's to decide): a parameter repeated within one
-# group is an error (torch only warns), and lr must be a number (a tensor is the wrong kind of value: TypeError).
-CORE_DEPARTURES = {'a param group cannot have duplicate parameters': ValueError, 'Tensor lr must be 1-element': TypeError}
-
 def error_inputs():
     with ref.torch_default_dtype(np.float64):
         return optim_db_info().optim_error_inputs_func('cpu', torch.float64)
 
 @pytest.mark.parametrize('error', error_inputs(), ids=lambda e: e.optimizer_error_input.desc)
 def test_optim_db_error_inputs(error):
-    inp = error.optimizer_error_input
-    params = inp.params if inp.params is not None else [Parameter(np.ones((2, 3)))]
-    kwargs = {k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in inp.kwargs.items()}
-    expected = CORE_DEPARTURES.get(inp.desc, error.error_type)
-    if 'complex' in inp.desc:   # minima Parameters are real: a complex array is refused when it is wrapped
-        with pytest.raises(TypeError, match='floating point'): to_minima(params)   # torch's complex parameter
-        p = Parameter(np.ones((2, 3))); opt = Muon([p]); p.grad = np.ones((2, 3))
-        p.data = np.ones((2, 3), dtype=np.complex128)   # the data replaced after construction: refused at the step
-        with pytest.raises(RuntimeError, match='params.*complex'): opt.step()
-        assert opt.state == {}
-        return
-    with warnings.catch_warnings():
-        warnings.simplefilter('error')
-        with pytest.raises(expected) as info:
-            opt = Muon(to_minima(params), **kwargs)
-            opt.step()
-    message = str(info.value)
-    assert any(name in message for name in [*kwargs, 'param']), message
+    check_error_input(Muon, error)
 
 @pytest.mark.parametrize('kwargs, name', [(dict(lr=-1e-3), 'lr'), (dict(momentum=-0.1), 'momentum'),
                                           (dict(weight_decay=-0.1), 'weight_decay'), (dict(ns_steps=100), 'ns_steps'),
