@@ -69,6 +69,26 @@ def test_the_switches():
     class Plain(optim.SGD): engine = False
     assert not Plain([Parameter(np.ones(3))])._engine_runs()
 
+# ---------------------------------------------------------------- planned steps over chunk boundaries
+@pytest.mark.parametrize('clip_norm', [None, 5.0])
+@pytest.mark.parametrize('reorder', [False, True], ids=['layout order', 'reordered'])
+def test_planned_steps_across_chunks_are_bit_identical_to_the_reference_loop(clip_norm, reorder):
+    "Hundreds of parameters whose run spans several chunks (gradients cut at chunk edges), repeated steps through the engine's plan, clip_norm rescaling some of them."
+    sizes = [1, engine.CHUNK_SIZE // 3, 7, engine.CHUNK_SIZE + 5, *range(100, 400), engine.CHUNK_SIZE // 2 + 1]
+    def run(use_engine):
+        rng = np.random.default_rng(1)
+        ps = [Parameter(rng.standard_normal(n).astype(np.float32)) for n in sizes]
+        opt = optim.Adam(ps, lr=0.01, clip_norm=clip_norm)
+        opt.engine = use_engine
+        for t in range(5):
+            if reorder and t == 2: opt.param_groups[0]['params'].reverse()   # a plan whose order is not the layout's
+            for p in ps: p.grad = (rng.standard_normal(p.data.shape) * rng.uniform(0.01, 20)).astype(np.float32)
+            opt.step()
+        planned = use_engine and bool(opt._engine.plans)
+        return [p.data.tobytes() for p in ps] + [opt.state[p][k].tobytes() for p in ps for k in ('exp_avg', 'exp_avg_sq')], planned
+    (fast, planned), (plain, _) = run(True), run(False)
+    assert planned and fast == plain
+
 # ---------------------------------------------------------------- a per-tensor update sees whole parameters
 def trust_ratio(param, grad, state, *, step, lr, trust):
     state['seen'].append(param.shape)

@@ -1094,11 +1094,13 @@ def test_chunking_cuts_a_run_into_equal_chunks_an_even_number_of_them_for_two_th
     assert len(chunks) % 2 == 0 if parallel else len(chunks) == 1
 
 def test_chunk_tasks_cover_the_gradients_in_order():
-    grads = [np.arange(n, dtype=float) + 100 * i for i, n in enumerate([3, 7, 1, 5, 12])]
+    grads = [np.arange(np.prod(s), dtype=float).reshape(s) + 100 * i for i, s in enumerate([(3,), (7,), (1,), (5,), (3, 4)])]
     tasks = engine._chunk_tasks(grads, 5)
     assert [(s, e) for s, e, _ in tasks] == [(0, 5), (5, 10), (10, 15), (15, 20), (20, 25), (25, 28)]
-    np.testing.assert_array_equal(np.concatenate([np.concatenate([x for x, _ in p], axis=None) for _, _, p in tasks]), np.concatenate(grads))
-    assert all(sum(x.size for x, _ in p) == e - s for s, e, p in tasks)
+    np.testing.assert_array_equal(np.concatenate([np.concatenate(p, axis=None) for _, _, p in tasks]), np.concatenate(grads, axis=None))
+    assert all(sum(x.size for x in p) == e - s for s, e, p in tasks)
+    assert all(any(np.shares_memory(x, g) for g in grads) for _, _, p in tasks for x in p)   # views of the gradients, no copies
+    assert sum(len(p) for _, _, p in tasks) == 5 + 4   # five gradients, cut four times
 
 # -- the engine against the core's reference loop, after every kind of change --
 from minima.optim import Adam, SGD, NAdam

@@ -6,7 +6,7 @@
 from __future__ import annotations
 import operator, os, sys, weakref
 from itertools import repeat
-from collections import Counter
+from collections import Counter, namedtuple
 from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from . import base
@@ -56,34 +56,33 @@ def _share(work, tasks, parallel:bool):
     done.result()
 
 # %% ../../nbs/04f_optim_engine.ipynb #bddaa0b6
-def _chunk_tasks(grads:list, length:int, clips:list=None)->list:
-    "Cut the gradients of a run into (start, stop, pieces) chunks of `length` values (the last may be shorter); a piece is (values, clip)."
-    tasks, pieces, start, filled = [], [], 0, 0
-    for g, clip in zip(grads, clips or [None] * len(grads)):
-        n = g.size
-        if filled + n < length:
-            pieces.append((g, clip)); filled += n; continue
-        flat, taken = g.reshape(-1), 0
-        while taken < n:
-            take = min(n - taken, length - filled)
-            pieces.append((flat[taken:taken + take], clip)); taken += take; filled += take
-            if filled == length:
-                tasks.append((start, start + filled, pieces)); start += filled; pieces, filled = [], 0
-    if pieces: tasks.append((start, start + filled, pieces))
-    return tasks
+def _cuts(sizes:list, length:int) -> list:
+    "Where chunks of `length` values (the last may be shorter) fall in arrays of `sizes` laid one after the other: per chunk (start, stop, a, b, head, tail), arrays a to b-1, from value `head` of the first to value `tail` of the last."
+    ends = np.cumsum(sizes)
+    begins = ends - sizes
+    starts = np.arange(0, ends[-1], length)
+    stops = np.minimum(starts + length, ends[-1])
+    first, last = np.searchsorted(ends, starts, 'right'), np.searchsorted(ends, stops, 'left')
+    return list(zip(*(x.tolist() for x in (starts, stops, first, last + 1, starts - begins[first], stops - begins[last]))))
 
-def _gathered(task:tuple, gather:np.ndarray)->np.ndarray:
-    "A chunk's gradient values as one flat array: its one piece, or its pieces copied into `gather` (those with a clip rescaled there)."
-    start, stop, pieces = task
-    if len(pieces) == 1 and pieces[0][1] is None: return pieces[0][0].reshape(-1)
-    g = np.concatenate([values for values, _ in pieces], axis=None, out=gather[:stop - start], casting='no')
-    at = 0
-    for values, clip in pieces:
-        if clip is not None:
-            part = g[at:at + values.size]
-            # g ← g c / ‖g‖, in the core's order of operations (so the bits of its rescaled copy)
-            np.multiply(part, clip[0], out=part); np.divide(part, clip[1], out=part)
-        at += values.size
+def _pieces(grads:list, cut:tuple) -> list:
+    "The gradient values of one chunk, in order: views of the arrays `cut` names."
+    start, stop, a, b, head, tail = cut
+    if b - a == 1: return [grads[a].reshape(-1)[head:tail]]
+    return [grads[a].reshape(-1)[head:], *grads[a + 1:b - 1], grads[b - 1].reshape(-1)[:tail]]
+
+def _chunk_tasks(grads:list, length:int) -> list:
+    "Cut the gradients of a run into (start, stop, pieces) chunks of `length` values (the last may be shorter)."
+    return [(cut[0], cut[1], _pieces(grads, cut)) for cut in _cuts([g.size for g in grads], length)]
+
+def _gathered(pieces:list, gather:np.ndarray, clipped:list=()) -> np.ndarray:
+    "A chunk's gradient values as one flat array: its one piece, or its pieces copied into `gather` (exactly the chunk's length); `clipped`: the (begin, end, (c, ‖g‖)) of the parts `clip_norm` rescales there."
+    if len(pieces) == 1 and not clipped: return pieces[0]
+    g = np.concatenate(pieces, axis=None, out=gather, casting='no')
+    for begin, end, (c, norm) in clipped:
+        part = g[begin:end]
+        # g ← g c / ‖g‖, in the core's order of operations (so the bits of its rescaled copy)
+        np.multiply(part, c, out=part); np.divide(part, norm, out=part)
     return g
 
 # %% ../../nbs/04f_optim_engine.ipynb #8b3db3ab
@@ -161,14 +160,19 @@ def _movable(params:list) -> dict:
     return movable
 
 # %% ../../nbs/04f_optim_engine.ipynb #b1ac0684
-def _run(update, param:np.ndarray, grads:list, arrays:dict, numbers:dict, pools, clips:list=None, **hyper) -> dict:
+def _run(update, param:np.ndarray, grads:list, arrays:dict, numbers:dict, pools, clips:list=None, cuts:list=None, **hyper) -> dict:
     "Call `update` on the chunks of a run (flat `param`, its `grads`, flat state `arrays`); return what the calls stored: {key: flat array or number}."
     length, parallel = _chunking(param.size)
+    sizes = None if cuts is not None and clips is None else [g.size for g in grads]
+    if cuts is None: cuts = _cuts(sizes, length)
+    begins = None if clips is None else np.cumsum([0] + sizes).tolist()
     stored = {}
-    def work(slot, task):
-        start, stop, _ = task
+    def work(slot, cut):
+        start, stop, first, last, *_ = cut
         pool = pools(slot)
-        grad = _gathered(task, pool.gather(param.dtype))
+        clipped = [] if clips is None else [(max(begins[j], start) - start, min(begins[j + 1], stop) - start, clips[j])
+                                            for j in range(first, last) if clips[j] is not None]
+        grad = _gathered(_pieces(grads, cut), pool.gather(param.dtype)[:stop - start], clipped)
         state = {**{k: a[start:stop] for k, a in arrays.items()}, **numbers}
         with _lending(pool.lend): update(param[start:stop], grad, state, **hyper)
         for k, v in state.items():
@@ -177,10 +181,12 @@ def _run(update, param:np.ndarray, grads:list, arrays:dict, numbers:dict, pools,
                 if k not in stored: stored[k] = np.empty(param.size, param.dtype)
                 stored[k][start:stop] = v
             else: stored[k] = v   # a number: the same in every chunk
-    _share(work, _chunk_tasks(grads, length, clips), parallel)
+    _share(work, cuts, parallel)
     return stored
 
 # %% ../../nbs/04f_optim_engine.ipynb #6b21afbe
+_Checked = namedtuple('_Checked', 'grads clips')   # a planned group's gradients, and their clips (None without clip_norm)
+
 class Engine:
     "The fast path of one elementwise optimizer; `Engine.enabled = False` turns it off for every optimizer."
     enabled = True
@@ -229,18 +235,19 @@ class Engine:
             for (layout, keys, numbers), items in runs.items():
                 items.sort(key=lambda item: item[0])
                 for run in _consecutive(items): self._flat(layout, keys, dict(numbers), run, hyper)
-            if len(runs) == 1 and not alone and len(grads) == len(group['params']):   # the whole group went through one layout
+            states = [opt.state.get(p) for p in group['params']]
+            if len(runs) == 1 and not alone and len(grads) == len(states) and all(type(s) is dict for s in states):   # the whole group went through one layout, in plain dicts
                 (layout, *_), = runs
-                self.plans[i] = _Plan(group['params'], [opt.state[p] for p in group['params']], layout)
+                self.plans[i] = _Plan(group['params'], states, layout)
         self.planned = set()
 
-    def checked(self, i:int, group:dict, values:dict) -> list|None:
-        "For the core's check phase: group `i`'s (p, grad, clip) if it is as its plan left it (nothing else to check), else None."
+    def checked(self, i:int, group:dict, values:dict):
+        "For the core's check phase: group `i`'s gradients and clips if it is as its plan left it (nothing else to check), else None."
         plan = self.plans.get(i)
         if plan is None or values['nonfinite'] != 'apply' or (grads := plan.grads(group, self.optimizer.state)) is None: return None
         self.planned.add(i)
         clip = values['clip_norm']
-        return list(zip(plan.params, grads, repeat(None))) if clip is None else [(p, g, base._clip(g, clip)) for p, g in zip(plan.params, grads)]
+        return _Checked(grads, None if clip is None else [base._clip(g, clip) for g in grads])
 
     def _flat(self, layout, keys, numbers, run, hyper):
         "One run of consecutive parameters of a layout: one `_run`, then the step counts and what the update stored."
@@ -248,8 +255,9 @@ class Engine:
         start, stop = run[0][0], run[-1][0] + run[-1][1].data.size
         step = numbers['step'] + 1
         arrays = {k: layout.arrays[k][start:stop] for k in keys}
+        clips = [clip for *_, clip in run]
         stored = _run(opt.update, layout.arrays['param'][start:stop], [g for _, _, g, _ in run], arrays,
-                      {**numbers, 'step': step}, self._pools, [clip for *_, clip in run], step=step, **hyper)
+                      {**numbers, 'step': step}, self._pools, None if clips.count(None) == len(clips) else clips, step=step, **hyper)
         for offset, p, *_ in run:
             state = opt.state[p]
             for k, v in stored.items():
@@ -270,7 +278,7 @@ class Engine:
             return
         arrays = {k: v.reshape(-1) for k, v in state.items() if isinstance(v, np.ndarray)}
         numbers = {k: v for k, v in state.items() if not isinstance(v, np.ndarray)}
-        stored = _run(opt.update, p.data.reshape(-1), [g], arrays, numbers, self._pools, [clip], step=state['step'], **hyper)
+        stored = _run(opt.update, p.data.reshape(-1), [g], arrays, numbers, self._pools, None if clip is None else [clip], step=state['step'], **hyper)
         for k, v in stored.items(): state[k] = v.reshape(p.data.shape) if isinstance(v, np.ndarray) else v
 
 # %% ../../nbs/04f_optim_engine.ipynb #e42e739c
@@ -282,48 +290,53 @@ class _Plan:
         self.shapes = [v.shape for v in self.views]
         self.keys = tuple(k for k, v in states[0].items() if isinstance(v, np.ndarray))
         self.numbers = tuple(k for k, v in states[0].items() if not isinstance(v, np.ndarray))
-        self.arrays = [s[k] for s in states for k in self.keys]
+        self.arrays = {k: [s[k] for s in states] for k in self.keys}
         self.size = len(states[0])
         places = sorted((layout.start[p], p.data.size, j) for j, p in enumerate(params))
-        self.order = [j for *_, j in places]
-        self.cuts, at = [], 0   # (start, stop, first, last) of each stretch of consecutive parameters, in `order`
+        self.order = None if [j for *_, j in places] == list(range(len(params))) else [j for *_, j in places]
+        self.stretches, at = [], 0   # each stretch of consecutive parameters: (start, stop, first, last in `order`, its chunks)
         for run in _consecutive_places(places):
-            self.cuts.append((run[0][0], run[-1][0] + run[-1][1], at, at + len(run))); at += len(run)
+            start, stop = run[0][0], run[-1][0] + run[-1][1]
+            cuts = _cuts([size for _, size, _ in run], _chunking(stop - start)[0])
+            self.stretches.append((start, stop, at, at + len(run), cuts)); at += len(run)
 
     def grads(self, group:dict, states:dict) -> list|None:
         "The group's gradients if everything is as this plan left it (checked at C speed), else None."
         is_, params = operator.is_, group['params']
         if len(params) != len(self.params) or not all(map(is_, params, self.params)): return None
-        grads, mine = list(map(operator.attrgetter('grad'), params)), list(map(states.get, params))
-        ok = (all(map(is_, map(type, grads), repeat(np.ndarray))) and list(map(operator.attrgetter('shape'), grads)) == self.shapes
-              and all(map(operator.eq, map(operator.attrgetter('dtype'), grads), repeat(self.layout.dtype)))
-              and all(map(operator.attrgetter('flags.c_contiguous'), grads))
-              and all(map(is_, mine, self.states)) and all(map(is_, map(operator.attrgetter('data'), params), self.views))
+        grads, mine = list(map(_grad, params)), list(map(states.get, params))
+        ok = (all(map(is_, map(type, grads), repeat(np.ndarray))) and list(map(_shape, grads)) == self.shapes
+              and all(map(operator.eq, map(_dtype, grads), repeat(self.layout.dtype)))
+              and all(map(is_, mine, self.states)) and all(map(is_, map(_data, params), self.views))
               and all(map(operator.eq, map(len, mine), repeat(self.size)))
-              and all(map(is_, [s.get(k) for s in mine for k in self.keys], self.arrays))
+              and all(all(map(is_, map(dict.get, mine, repeat(k)), arrays)) for k, arrays in self.arrays.items())
               and all(len(set(map(operator.itemgetter(k), mine))) == 1 for k in self.numbers))
         return grads if ok else None
 
-    def run(self, update, grads:list, pools, hyper:dict):
+    def run(self, update, checked, pools, hyper:dict):
         "The group's step: one `_run` per stretch of consecutive parameters, then the numbers and step counts (and new arrays)."
         layout, first = self.layout, self.states[0]
         step = first['step'] + 1
         numbers = {**{k: first[k] for k in self.numbers}, 'step': step}
-        ordered = [grads[j] for j in self.order]
-        for start, stop, a, b in self.cuts:
-            run = ordered[a:b]
-            stored = _run(update, layout.arrays['param'][start:stop], [g for _, g, _ in run],
-                          {k: layout.arrays[k][start:stop] for k in self.keys}, numbers, pools,
-                          [clip for *_, clip in run], step=step, **hyper)
-            states = [self.states[j] for j in self.order[a:b]]
+        grads, clips = checked
+        if self.order is not None:
+            grads = [grads[j] for j in self.order]
+            if clips is not None: clips = [clips[j] for j in self.order]
+        for start, stop, a, b, cuts in self.stretches:
+            stored = _run(update, layout.arrays['param'][start:stop], grads[a:b], {k: layout.arrays[k][start:stop] for k in self.keys},
+                          numbers, pools, None if clips is None else clips[a:b], cuts, step=step, **hyper)
+            states = self.states[a:b] if self.order is None else [self.states[j] for j in self.order[a:b]]
             for k, v in stored.items():
                 if not isinstance(v, np.ndarray):
                     for state in states: state[k] = v
                     continue
-                for (p, *_), state in zip(run, states):   # a new state array (a setting turned on): into the flat arrays
+                params = self.params[a:b] if self.order is None else [self.params[j] for j in self.order[a:b]]
+                for p, state in zip(params, states):   # a new state array (a setting turned on): into the flat arrays
                     offset = layout.start[p] - start
                     view = layout.view(k, p); np.copyto(view.reshape(-1), v[offset:offset + p.data.size]); state[k] = view
                 self.size = -1   # the plan no longer holds
+
+_grad, _shape, _dtype, _data = (operator.attrgetter(name) for name in ('grad', 'shape', 'dtype', 'data'))
 
 def _consecutive_places(places:list) -> list:
     "Split (start, size, j) places sorted by start into runs that follow one another."
