@@ -284,6 +284,26 @@ def test_a_parameter_twice_in_a_group_steps_as_in_torch(name, kw):
     np.testing.assert_allclose(p.data, tp.detach().numpy(), rtol=1e-12, atol=1e-14)
     assert opt.state[p]['step'] == 8 and ('step' not in topt.state[tp] or int(topt.state[tp]['step']) == 8)
 
+@pytest.mark.parametrize('line_search_fn', [None, 'strong_wolfe'])
+def test_lbfgs_with_a_parameter_twice_matches_torch(line_search_fn):
+    "LBFGS sees a repeated parameter twice in its flat vectors, in minima as in torch."
+    from minima.optim import LBFGS
+    A, c = np.array([[3.0, 0.5], [0.5, 1.0]]), np.array([1.0, -2.0])
+    p, tp = Parameter(np.array([1.0, 1.0])), torch.nn.Parameter(torch.tensor([1.0, 1.0], dtype=torch.float64))
+    with pytest.warns(UserWarning, match='duplicate parameters'): opt = LBFGS([p, p], max_iter=5, line_search_fn=line_search_fn)
+    with pytest.warns(UserWarning, match='duplicate parameters'): topt = torch.optim.LBFGS([tp, tp], max_iter=5, line_search_fn=line_search_fn)
+    def closure():
+        p.grad = A @ p.data - c
+        return float(0.5 * p.data @ A @ p.data - c @ p.data)
+    def torch_closure():
+        topt.zero_grad()
+        loss = 0.5 * tp @ torch.from_numpy(A) @ tp - torch.from_numpy(c) @ tp
+        loss.backward()
+        return loss
+    for _ in range(3): opt.step(closure); topt.step(torch_closure)
+    np.testing.assert_allclose(p.data, tp.detach().numpy(), rtol=1e-12)
+    assert opt.state[p]['func_evals'] == topt.state[tp]['func_evals']
+
 def test_a_parameter_twice_in_a_group_round_trips_through_state_dict():
     a, b = params((3,), (2,))
     with pytest.warns(UserWarning): opt = Velocity([a, b, a])
