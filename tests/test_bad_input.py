@@ -7,7 +7,7 @@ optimizer's state buffers, step counts and param_groups, every scheduler's attri
 state_dict, and every file in the working directory with its bytes. The two snapshots must be equal.
 The table on the docs page "Bad input" is produced by running these same cases (nbs/05a_reliability.ipynb).
 """
-import copy, os, pickle, zipfile
+import copy, os, pickle, warnings, zipfile
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,7 +47,7 @@ def make_world(d):
     p32.grad = rng.standard_normal(5).astype(np.float32)
     ns = {**{k: getattr(m, k) for m in (minima.optim, sch) for k in m.__all__},
           'np': np, 'minima': minima, 'Parameter': Parameter, 'Tensor': Tensor, 'Linear': Linear,
-          'save': save, 'load': load, 'pickle': pickle, 'zipfile': zipfile, 'Payload': Payload,
+          'save': save, 'load': load, 'pickle': pickle, 'zipfile': zipfile, 'Payload': Payload, 'warnings': warnings,
           'd': str(d), 'w': w, 'b': b, 'p32': p32, 'params': [w, b]}
     ns['adam'] = Adam([w, b], lr=0.1)
     ns['adam'].step()
@@ -128,6 +128,7 @@ CASES = [
     Case('lr a string', "SGD(params, lr='0.1')", TypeError, ('lr', "'0.1'")),
     Case('lr a bool', "Adam(params, lr=True)", TypeError, ('lr', 'True')),
     Case('lr None', "Adam(params, lr=None)", TypeError, ('lr', 'None')),
+    Case('lr an array of two', "Adam(params, lr=np.array([1e-3, 1e-3]))", ValueError, ('lr', 'only with one element')),
     Case('eps < 0 (Adam)', "Adam(params, eps=-1e-8)", ValueError, ('eps', '-1e-08')),
     Case('eps < 0 (RMSprop)', "RMSprop(params, eps=-1.0)", ValueError, ('eps',)),
     Case('eps < 0 (Adagrad)', "Adagrad(params, eps=-1.0)", ValueError, ('eps',)),
@@ -160,11 +161,14 @@ CASES = [
     Case('a numpy array, not a Parameter', "Adam([np.zeros(3)])", TypeError, ('ndarray', 'Parameter')),
     Case('a Tensor, not a Parameter', "Adam([Tensor(np.zeros(3), requires_grad=True)])", TypeError, ('Tensor', 'Parameter')),
     Case('an integer Parameter', "Adam([Parameter(np.arange(3))])", TypeError, ('dtype', 'int64')),
-    Case('a parameter twice', "Adam([w, b, w])", ValueError, ('position 2', 'position 0', 'once')),
-    Case('a parameter in two groups', "Adam([{'params': [w]}, {'params': [w, b]}])", ValueError, ('param group 0', 'once')),
+    Case('a parameter twice in one group (a warning, as in torch; raised here)',
+         "with warnings.catch_warnings(action='error'): Adam([w, b, w])", UserWarning,
+         ('position 2', 'position 0', 'a parameter group with duplicate parameters')),
+    Case('a parameter in two groups', "Adam([{'params': [w]}, {'params': [w, b]}])", ValueError,
+         ('param group 0', 'one parameter group only')),
     Case('a set of parameters', "Adam({w, b})", TypeError, ('set', 'order')),
     Case('a single Parameter, not a list', "Adam(w)", TypeError, ('Parameter',)),
-    Case('add_param_group overlap', "adam.add_param_group({'params': [b]})", ValueError, ('param group 1', 'once')),
+    Case('add_param_group overlap', "adam.add_param_group({'params': [b]})", ValueError, ('param group 1', 'one parameter group only')),
     Case('add_param_group bad lr', "adam.add_param_group({'params': [p32], 'lr': -1.0})", ValueError, ('lr', 'param group 1')),
     Case('add_param_group not a dict', "adam.add_param_group([p32])", TypeError, ("'params'",)),
     # -- settings a user edited in param_groups, found at step() --
@@ -180,8 +184,8 @@ CASES = [
          setup="del adam.param_groups[0]['eps']"),
     Case('edited nesterov without momentum', "sgd.step()", ValueError, ('nesterov',),
          setup="sgd.param_groups[0]['nesterov'] = True; sgd.param_groups[0]['momentum'] = 0.0"),
-    Case('edited params: a parameter added twice', "adam.step()", ValueError, ('position 2', 'once'),
-         setup="adam.param_groups[0]['params'].append(w)"),
+    Case('edited params: a parameter added to a second group', "sgd.step()", ValueError,
+         ('position 1 of param group 1', 'one parameter group only'), setup="sgd.param_groups[1]['params'].append(w)"),
     Case('edited params: not a list', "adam.step()", TypeError, ("'params'", 'list'),
          setup="adam.param_groups[0]['params'] = (w, b)"),
     Case('edited params: not a Parameter', "adam.step()", TypeError, ('Parameter',),
@@ -219,6 +223,9 @@ CASES = [
          setup="sd = adam.state_dict(); sd['state'][1]['exp_avg_sq'] = sd['state'][1]['exp_avg_sq'].astype(np.float32)"),
     Case('load_state_dict: missing buffer', "adam.load_state_dict(sd)", (KeyError, ValueError), ('exp_avg',),
          setup="sd = adam.state_dict(); del sd['state'][0]['exp_avg']"),
+    Case('load_state_dict: an entry Adam never keeps', "adam.load_state_dict(sd)", ValueError,
+         ("'momentum_buffer'", 'Adam never keeps', "'exp_avg'"),
+         setup="sd = adam.state_dict(); sd['state'][0]['momentum_buffer'] = np.zeros((3, 4))"),
     Case('load_state_dict: names differ', "named.load_state_dict(sd)", ValueError, ('layer.bias', 'other.bias'),
          setup="sd = Adam([('layer.weight', w), ('other.bias', b)], lr=0.1).state_dict()"),
     Case('load_state_dict: bad lr inside', "adam.load_state_dict(sd)", ValueError, ('lr',),
@@ -312,6 +319,7 @@ def generic_cases(cls):
     "(keywords, error, words) that every optimizer class must refuse at construction."
     cases = [({'lr': -1.0}, ValueError, ('lr', '-1.0', '[0, inf)')), ({'lr': float('nan')}, ValueError, ('lr', 'nan')),
              ({'lr': '0.1'}, TypeError, ('lr',)), ({'lr': [0.1]}, TypeError, ('lr',)),
+             ({'lr': np.array([0.1, 0.1])}, ValueError, ('lr', 'only with one element')),
              ({'weight_decay': -0.1}, ValueError, ('weight_decay', '[0, inf)')),
              ({'maximize': 'yes'}, TypeError, ('maximize',)), ({'nonfinite': 'bad'}, ValueError, ('nonfinite',)),
              ({'clip_norm': -1.0}, ValueError, ('clip_norm',)), ({'not_an_option': 1}, TypeError, ('not_an_option',))]
@@ -340,10 +348,11 @@ def test_every_optimizer_refuses_bad_settings(cls, tmp_path):
     for kw, error, words in generic_cases(cls):
         with pytest.raises(error) as e: cls([w, b], **kw)
         for word in words: assert word in str(e.value), (cls.__name__, kw, str(e.value))
-    for params, error, word in [([], ValueError, 'empty'), ({w, b}, TypeError, 'set'), ([w, b, w], ValueError, 'once'),
-                                ([w.data], TypeError, 'Parameter')]:
+    for params, error, word in [([], ValueError, 'empty'), ({w, b}, TypeError, 'set'), ([w.data], TypeError, 'Parameter'),
+                                ([{'params': [w]}, {'params': [b, w]}], ValueError, 'one parameter group only')]:
         with pytest.raises(error) as e: cls(params)
         assert word in str(e.value), (cls.__name__, str(e.value))
+    with pytest.warns(UserWarning, match='a parameter group with duplicate parameters'): cls([w, b, w])   # as torch
     same(before, snapshot(ns))
 
 

@@ -3,7 +3,7 @@ state_dict/load_state_dict, the chunked update runner, clipping and the weight-d
 
 The optimizers used here are defined in this file (plain gradient descent and a velocity-buffer
 variant), so the base is tested independently of the algorithms built on it."""
-import collections, copy, gc, os, pickle, re, threading, time
+import collections, copy, gc, os, pickle, re, threading, time, warnings
 import numpy as np
 import pytest
 import torch
@@ -105,8 +105,7 @@ def test_param_groups_take_own_and_default_hyperparameters():
 @pytest.mark.parametrize('bad, exc, words', [
     (lambda a, b: {a, b}, TypeError, ['set', 'order']),
     (lambda a, b: frozenset([a]), TypeError, ['set']),
-    (lambda a, b: [a, b, a], ValueError, ['position 2', 'position 0', 'once']),
-    (lambda a, b: [{'params': [a]}, {'params': [b, a]}], ValueError, ['param group 1', 'param group 0', 'once']),
+    (lambda a, b: [{'params': [a]}, {'params': [b, a]}], ValueError, ['param group 1', 'param group 0', 'one parameter group only']),
     (lambda a, b: [], ValueError, ['empty']),
     (lambda a, b: (p for p in []), ValueError, ['empty']),
     (lambda a, b: [{'params': []}], ValueError, ['empty']),
@@ -198,15 +197,179 @@ def test_edited_param_groups_are_checked_at_step_and_nothing_changes():
     del opt.param_groups[0]['mu']
     with pytest.raises(ValueError, match="param group 0 has no 'mu'"): opt.step()
     opt.param_groups[0]['mu'] = 0.9
-    opt.param_groups[0]['params'].append(ps[0])
-    with pytest.raises(ValueError, match='also appears'): opt.step()
-    opt.param_groups[0]['params'].pop()
     opt.param_groups[0]['params'].append(np.zeros(2))
     with pytest.raises(TypeError, match='not a minima.nn.Parameter'): opt.step()
     opt.param_groups[0]['params'].pop()
     assert_same(before, snapshot(opt, ps))
     opt.step()
     assert opt.state[ps[0]]['step'] == 4
+
+def test_a_parameter_in_two_groups_is_refused_also_when_edited_in():
+    a, b = params((2,), (3,))
+    opt = Velocity([{'params': [a]}, {'params': [b]}])
+    set_grads([a, b]); opt.step()
+    before = snapshot(opt, [a, b])
+    opt.param_groups[1]['params'].append(a)
+    with pytest.raises(ValueError, match='also appears at position 0 of param group 0; a parameter may appear in one parameter group only'):
+        opt.step()
+    opt.param_groups[1]['params'].pop()
+    assert_same(before, snapshot(opt, [a, b]))
+    with pytest.raises(ValueError, match='already at position 0 of param group 0'): opt.add_param_group({'params': [a]})
+    with pytest.raises(ValueError, match='one parameter group only'): Velocity([{'params': [a]}, {'params': [b, a]}])
+
+
+# ---------------------------------------------------------------- a parameter twice in one group: torch's warning, torch's steps
+def _stepped_twice_per_step(cls, kw, steps=3, seed=4):
+    "The parameter of a group [p, p] as it should end: the plain update applied once per occurrence, with one state."
+    p, = params((5,), seed=seed)
+    opt = cls([p], **kw)
+    for t in range(steps):
+        for _ in range(2):
+            p.grad = np.random.default_rng(t).standard_normal(5); opt.step()
+    return p.data, opt.state[p]
+
+@pytest.mark.parametrize('use_engine', [True, False])
+@pytest.mark.parametrize('name, kw', [('SGD', dict(lr=0.1)), ('SGD', dict(lr=0.1, momentum=0.9, nesterov=True)),
+                                      ('Adam', dict(lr=0.1, amsgrad=True)), ('Adagrad', dict(lr=0.1)),
+                                      ('RMSprop', dict(lr=0.01, momentum=0.5, centered=True)), ('Rprop', {}), ('ASGD', dict(lr=0.1)),
+                                      ('Adafactor', {}), ('Muon', {}), ('Lion', dict(lr=0.01))])
+def test_a_parameter_twice_in_a_group_warns_and_is_stepped_once_per_occurrence(name, kw, use_engine):
+    from minima import optim
+    cls = getattr(optim, name)
+    shape, other = ((5,), (2,)) if name != 'Muon' else ((5, 1), (2, 1))
+    p, q = params(shape, other, seed=4)
+    with pytest.warns(UserWarning, match=r'param group 0 holds the parameter at position 0 again at position 2 \(a parameter group with duplicate parameters\)'):
+        opt = cls([p, q, p], **kw)
+    assert not opt._engine_runs()   # the plain loop steps a duplicate; the engine is left out
+    try:
+        engine.Engine.enabled = use_engine
+        ref, = params(shape, seed=4)
+        ref_opt = cls([ref], **kw)
+        for t in range(3):
+            g = np.random.default_rng(t).standard_normal(shape)
+            p.grad, q.grad = g.copy(), np.ones(other)
+            opt.step()
+            for _ in range(2): ref.grad = g.copy(); ref_opt.step()
+    finally: engine.Engine.enabled = True
+    assert np.array_equal(p.data, ref.data)
+    assert opt.state[p].keys() == ref_opt.state[ref].keys() and opt.state[p]['step'] == 6
+    for k, v in ref_opt.state[ref].items(): assert np.array_equal(opt.state[p][k], v), k
+
+@pytest.mark.parametrize('name, kw', [('SGD', dict(lr=0.1)), ('SGD', dict(lr=0.1, momentum=0.9)), ('Adam', dict(lr=0.1)),
+                                      ('Adagrad', dict(lr=0.1)), ('RMSprop', dict(lr=0.01, momentum=0.5)), ('Rprop', {}),
+                                      ('ASGD', dict(lr=0.1)), ('Adafactor', {})])
+def test_a_parameter_twice_in_a_group_steps_as_in_torch(name, kw):
+    """torch 2.13 (its default CPU path, foreach=False) steps a repeated parameter once per occurrence with one state.
+    One exception, torch's own: SGD's momentum buffer, made lazily, is made from the gradient at both occurrences of
+    the first step (the second does not see the first's), so torch's first step there is θ − 2γg with b = g; minima's
+    second occurrence sees the buffer, as every later step in torch does. Compared from the second step on.
+    (Muon: the same once-per-occurrence rule; torch's bfloat16 Newton–Schulz is compared in test_muon.)"""
+    from minima import optim
+    shape = (3, 2)
+    p, = params(shape, seed=5)
+    tp = torch.nn.Parameter(torch.from_numpy(p.data.copy()))
+    with pytest.warns(UserWarning, match='a parameter group with duplicate parameters'): opt = getattr(optim, name)([p, p], **kw)
+    with pytest.warns(UserWarning, match='a parameter group with duplicate parameters'): topt = getattr(torch.optim, name)([tp, tp], **kw)
+    quirk = name == 'SGD' and kw.get('momentum')
+    default = torch.get_default_dtype()
+    try:
+        torch.set_default_dtype(torch.float64)   # torch keeps ASGD's eta and mu in the default dtype
+        for t in range(4):
+            g = np.random.default_rng(t).standard_normal(shape)
+            p.grad, tp.grad = g.copy(), torch.from_numpy(g.copy())
+            opt.step(); topt.step()
+            if quirk and t == 0:   # start both from torch's state after its first step
+                p.data[...] = tp.detach().numpy(); opt.state[p]['momentum_buffer'][...] = topt.state[tp]['momentum_buffer'].numpy()
+    finally: torch.set_default_dtype(default)
+    np.testing.assert_allclose(p.data, tp.detach().numpy(), rtol=1e-12, atol=1e-14)
+    assert opt.state[p]['step'] == 8 and ('step' not in topt.state[tp] or int(topt.state[tp]['step']) == 8)
+
+@pytest.mark.parametrize('line_search_fn', [None, 'strong_wolfe'])
+def test_lbfgs_with_a_parameter_twice_matches_torch(line_search_fn):
+    "LBFGS sees a repeated parameter twice in its flat vectors, in minima as in torch."
+    from minima.optim import LBFGS
+    A, c = np.array([[3.0, 0.5], [0.5, 1.0]]), np.array([1.0, -2.0])
+    p, tp = Parameter(np.array([1.0, 1.0])), torch.nn.Parameter(torch.tensor([1.0, 1.0], dtype=torch.float64))
+    with pytest.warns(UserWarning, match='duplicate parameters'): opt = LBFGS([p, p], max_iter=5, line_search_fn=line_search_fn)
+    with pytest.warns(UserWarning, match='duplicate parameters'): topt = torch.optim.LBFGS([tp, tp], max_iter=5, line_search_fn=line_search_fn)
+    def closure():
+        p.grad = A @ p.data - c
+        return float(0.5 * p.data @ A @ p.data - c @ p.data)
+    def torch_closure():
+        topt.zero_grad()
+        loss = 0.5 * tp @ torch.from_numpy(A) @ tp - torch.from_numpy(c) @ tp
+        loss.backward()
+        return loss
+    for _ in range(3): opt.step(closure); topt.step(torch_closure)
+    np.testing.assert_allclose(p.data, tp.detach().numpy(), rtol=1e-12)
+    assert opt.state[p]['func_evals'] == topt.state[tp]['func_evals']
+
+def test_a_parameter_twice_in_a_group_round_trips_through_state_dict():
+    a, b = params((3,), (2,))
+    with pytest.warns(UserWarning): opt = Velocity([a, b, a])
+    set_grads([a, b]); opt.step()
+    saved = opt.state_dict()
+    assert saved['param_groups'][0]['params'] == [0, 1, 0] and sorted(saved['state']) == [0, 1]
+    with pytest.warns(UserWarning): again = Velocity([a, b, a])
+    again.load_state_dict(saved)
+    assert again.state[a]['step'] == 2 and np.array_equal(again.state[a]['velocity'], opt.state[a]['velocity'])
+    with pytest.warns(UserWarning): other = Velocity([a, b, a])
+    bad = copy.deepcopy(saved); bad['param_groups'][0]['params'] = [0, 1, 2]   # one parameter, two ids
+    with pytest.raises(ValueError, match='ids must be distinct integers, one per parameter'): other.load_state_dict(bad)
+    assert other.state == {}
+    c = Parameter(np.zeros(3))
+    distinct = Velocity([a, b, c])
+    with pytest.raises(ValueError, match='ids must be distinct'): distinct.load_state_dict(saved)   # id 0 twice, two parameters
+    assert distinct.state == {}
+
+def test_a_duplicate_edited_into_a_group_keeps_the_engine_out_until_removed():
+    from minima.optim import Adam
+    a, b = params((4,), (3,))
+    ra, rb = Parameter(a.data.copy()), Parameter(b.data.copy())
+    opt, ref = Adam([a, b], lr=0.1), Adam([ra, rb], lr=0.1)
+    ref.engine = False   # the reference: the plain loop throughout
+    def step():
+        for p, r in ((a, ra), (b, rb)): p.grad = np.cos(p.data); r.grad = np.cos(r.data)
+        opt.step(); ref.step()
+    step()
+    assert opt._engine_runs()
+    opt.param_groups[0]['params'].append(a); ref.param_groups[0]['params'].append(ra)
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')   # no warning at the step: torch warns only in add_param_group
+        step(); step()
+    assert not opt._engine_runs() and opt.state[a]['step'] == 5 and opt.state[b]['step'] == 3
+    opt.param_groups[0]['params'].pop(); ref.param_groups[0]['params'].pop()
+    step(); step()
+    assert opt._engine_runs()
+    for p, r in ((a, ra), (b, rb)):
+        assert np.array_equal(p.data, r.data)
+        for k in ('exp_avg', 'exp_avg_sq'): assert np.array_equal(opt.state[p][k], ref.state[r][k])
+
+
+# ---------------------------------------------------------------- a number given as a numpy array, as torch takes a 1-element tensor
+def test_one_element_arrays_are_numbers_and_longer_ones_are_refused():
+    a, b = params((2,), (3,))
+    opt = Velocity([a], lr=np.array(0.5), mu=np.array([0.25]), betas=(np.array([0.5]), 0.9))
+    assert opt.param_groups[0]['lr'] == 0.5 and type(opt.param_groups[0]['lr']) is float and opt.param_groups[0]['mu'] == 0.25
+    assert opt.defaults['lr'] == 0.5 and opt.param_groups[0]['betas'] == (0.5, 0.9)
+    opt.add_param_group({'params': [b], 'lr': np.array([0.125], dtype=np.float32)})
+    assert opt.param_groups[1]['lr'] == 0.125
+    with pytest.raises(ValueError, match=r'invalid lr=array\(\[0.1, 0.1\]\) in param group 0; lr must be a real number in \[0, inf\) '
+                                         r'\(an array counts as a number only with one element; this one has 2\)'):
+        Velocity([a], lr=np.array([0.1, 0.1]))
+    with pytest.raises(ValueError, match='lr'): Velocity([a], lr=np.array([-0.1]))
+    with pytest.raises(TypeError, match='lr'): Velocity([a], lr=np.array([True]))
+    with pytest.raises(TypeError, match='lr'): Velocity([a], lr=[0.1])   # a list is not a number
+    set_grads([a, b]); opt.step()
+    before = snapshot(opt, [a, b])
+    opt.param_groups[0]['lr'] = np.ones(3)
+    with pytest.raises(ValueError, match='only with one element'): opt.step()
+    opt.param_groups[0]['lr'] = 0.5
+    assert_same(before, snapshot(opt, [a, b]))
+    opt.param_groups[0]['lr'] = np.array(0.0)   # edited in as a 0-d array: used as its number
+    x = a.data.copy(); set_grads([a, b]); opt.step()
+    assert np.array_equal(a.data, x)
+
 
 def test_hyperparameter_changes_take_effect():
     a, = params((2,))
@@ -904,9 +1067,9 @@ def test_state_dict_and_load_check_edited_param_lists():
     sd = opt.state_dict()
     opt.param_groups[1]['params'] = [a]   # the same parameter in two groups
     before = snapshot(opt, [a, b])
-    with pytest.raises(ValueError, match='only once'): opt.load_state_dict(sd)
+    with pytest.raises(ValueError, match='one parameter group only'): opt.load_state_dict(sd)
     assert_same(snapshot(opt, [a, b]), before)
-    with pytest.raises(ValueError, match='only once'): opt.state_dict()
+    with pytest.raises(ValueError, match='one parameter group only'): opt.state_dict()
     opt.param_groups[1]['params'] = [b]
     opt.load_state_dict(opt.state_dict())
 
@@ -1011,7 +1174,7 @@ def test_parameters_move_into_one_flat_array_per_group_and_dtype():
 def test_a_constructor_or_add_param_group_that_fails_moves_nothing():
     w, b = params((3,), (2,))
     arrays = [w.data, b.data]
-    with pytest.raises(ValueError, match='once'): Velocity([{'params': [w]}, {'params': [w, b]}])
+    with pytest.raises(ValueError, match='one parameter group only'): Velocity([{'params': [w]}, {'params': [w, b]}])
     with pytest.raises(ValueError, match='mu'): Velocity([w, b], mu=1.5)
     opt = Velocity([w])
     moved = w.data

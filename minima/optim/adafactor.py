@@ -78,6 +78,7 @@ class Adafactor(Optimizer):
     "Adafactor: factored second moments, relative step size and update clipping, as torch.optim.Adafactor."
     kind = 'tensor'
     update = staticmethod(adafactor_update)
+    state_keys = ('variance', 'row_var', 'col_var')
     hyperparameters = dict(
         lr=Real('[0, inf)', default=1e-2, doc='γ: cap of the relative step size ρ and rate of the weight decay'),
         beta2_decay=Real('(-inf, 0]', default=-0.8, doc='τ: 1 − β̂₂ = t^τ'),

@@ -44,6 +44,7 @@ def _moments(param):
 class Adam(Optimizer):
     "Adam, with AMSGrad and L2 or decoupled weight decay; bias correction by the step count."
     update = staticmethod(adam_update)
+    state_keys = ('exp_avg', 'exp_avg_sq', 'max_exp_avg_sq')
     hyperparameters = {**_adam_hyperparameters, 'amsgrad': Flag(default=False, doc='divide by the running maximum of v')}
 
     def init_state(self, param, group):
@@ -75,6 +76,7 @@ def adamax_update(param, grad, state, *, step, lr, betas, eps, weight_decay, max
 class Adamax(Optimizer):
     "Adamax: Adam with the decayed maximum of $|g|$ in place of the root mean square."
     update = staticmethod(adamax_update)
+    state_keys = ('exp_avg', 'exp_inf')
     hyperparameters = {**_adam_hyperparameters, 'lr': Real('[0, inf)', default=2e-3, doc='learning rate γ')}
 
     def init_state(self, param, group):
@@ -111,6 +113,7 @@ def nadam_update(param, grad, state, *,
 class NAdam(Optimizer):
     "NAdam: Adam with Nesterov momentum and the momentum warm-up $\\mu_t = \\beta_1(1 - \\frac12 0.96^{t\\psi})$."
     update = staticmethod(nadam_update)
+    state_keys = ('exp_avg', 'exp_avg_sq', 'mu_product')
     hyperparameters = {**{k: s for k, s in _adam_hyperparameters.items() if k not in ('maximize', 'decoupled_weight_decay')},
                        'lr': Real('[0, inf)', default=2e-3, doc='learning rate γ'),
                        'momentum_decay': Real('[0, inf)', default=4e-3, doc='ψ in μ_t = β₁(1 − ½·0.96^{tψ})'),
@@ -147,6 +150,7 @@ def radam_update(param, grad, state, *, step, lr, betas, eps, weight_decay, maxi
 class RAdam(Optimizer):
     "RAdam: Adam whose adaptive step is rectified by $r_t$, with momentum steps while $\\rho_t \\le 5$."
     update = staticmethod(radam_update)
+    state_keys = ('exp_avg', 'exp_avg_sq')
     hyperparameters = {**{k: s for k, s in _adam_hyperparameters.items() if k not in ('maximize', 'decoupled_weight_decay')},
                        'decoupled_weight_decay': Flag(default=False, doc='θ ← (1 − γλ)θ instead of L2'),
                        'maximize': _adam_hyperparameters['maximize']}

@@ -31,6 +31,7 @@ def adagrad_update(param, grad, state, *,
 class Adagrad(Optimizer):
     "AdaGrad: per-coordinate steps $\\gamma_t g/(\\sqrt{s}+\\epsilon)$, $s$ the sum of squared gradients (torch's defaults)."
     update = staticmethod(adagrad_update)
+    state_keys = ('sum',)
     def init_state(self, param, group):
         # s₀ = s_init
         return {'sum': np.full_like(param, group['initial_accumulator_value'])}
@@ -83,6 +84,7 @@ def rmsprop_update(param, grad, state, *,
 class RMSprop(Optimizer):
     "RMSProp with torch's defaults and options (centered, momentum): steps $\\gamma g/(\\sqrt{v}+\\epsilon)$."
     update = staticmethod(rmsprop_update)
+    state_keys = ('square_avg', 'momentum_buffer', 'grad_avg')
     def init_state(self, param, group):
         state = {'square_avg': np.zeros_like(param)}
         if group['momentum'] > 0: state['momentum_buffer'] = np.zeros_like(param)
@@ -119,6 +121,7 @@ def adadelta_update(param, grad, state, *, step, lr, rho, eps, weight_decay, max
 class Adadelta(Optimizer):
     "Adadelta: steps $\\gamma\\sqrt{u+\\epsilon}/\\sqrt{v+\\epsilon}\\,g$ from moving averages of squared gradients and squared steps."
     update = staticmethod(adadelta_update)
+    state_keys = ('square_avg', 'acc_delta')
     def init_state(self, param, group):
         return {'square_avg': np.zeros_like(param), 'acc_delta': np.zeros_like(param)}
     hyperparameters = dict(

@@ -50,6 +50,7 @@ def adopt_update(param:np.ndarray, # parameter $\theta$, updated in place
 class ADOPT(Optimizer):
     "ADOPT: momentum of g/max(√v_{t−1}, ε), clipped at t^p; v from the previous step, set from the first gradient."
     update = staticmethod(adopt_update)
+    state_keys = ('exp_avg', 'exp_avg_sq')
     hyperparameters = dict(
         lr=Real('[0, inf)', default=1e-3, doc='learning rate γ'),
         betas=Pair(Real('[0, 1)'), default=(0.9, 0.9999), doc='(β₁, β₂): decay of m and of v'),
@@ -115,6 +116,7 @@ def ademamix_update(param:np.ndarray, # parameter $\theta$, updated in place
 class AdEMAMix(Optimizer):
     "AdEMAMix: Adam whose numerator mixes the fast momentum with a slow one, m̂₁ + α m₂, with optional warm-ups of α and β₃."
     update = staticmethod(ademamix_update)
+    state_keys = ('exp_avg', 'exp_avg_sq', 'exp_avg_slow')
     hyperparameters = dict(
         lr=Real('[0, inf)', default=1e-3, doc='learning rate γ'),
         betas=Triple(Real('[0, 1)'), default=(0.9, 0.999, 0.9999), doc='(β₁, β₂, β₃): decay of m₁, v and m₂'),

@@ -4,7 +4,7 @@
 
 # %% ../../nbs/04a_optim_base.ipynb #c219cecb
 from __future__ import annotations
-import copy, inspect, math, numbers
+import copy, inspect, math, numbers, warnings
 from collections import OrderedDict
 import numpy as np
 from ..autograd import Tensor, no_grad, enable_grad
@@ -50,11 +50,18 @@ class _Interval(Spec):
         if not self.accepts(value): return TypeError
         return None if _inside(float(value), *self.bounds) else ValueError
 
+def _real_array(value) -> bool:
+    "True for a numpy array of integers or floats (of any size)."
+    return isinstance(value, np.ndarray) and value.dtype.kind in 'iuf'
+
 class Real(_Interval):
-    "A real number in an interval, e.g. `Real('[0, 1)', default=0.9)`."
+    "A real number in an interval, e.g. `Real('[0, 1)', default=0.9)`; a one-element array counts as its number (torch: a 1-element tensor)."
     what = 'a real number'
-    def accepts(self, value): return _is_real(value)
-    def normalize(self, value): return float(value)
+    def accepts(self, value): return _is_real(value) or (_real_array(value) and value.size == 1)
+    def problem(self, value):
+        if _real_array(value) and value.size != 1: return ValueError   # torch: 'Tensor lr must be 1-element'
+        return super().problem(self.normalize(value) if self.accepts(value) else value)
+    def normalize(self, value): return float(value.item() if isinstance(value, np.ndarray) else value)
 
 class Integer(_Interval):
     "An integer in an interval, e.g. `Integer('[1, inf)', default=5)`."
@@ -128,6 +135,11 @@ class Rule:
         "A constraint on the hyperparameters `names`: `check(values)` must be true; `requirement` says in words what it asks."
         self.names, self.check, self.requirement = names, check, requirement
 
+def _one_element(value) -> str:
+    "For a message: the note that an array given for a number must have one element, if `value` holds a longer one."
+    arrays = [v for v in (value if isinstance(value, (tuple, list)) else [value]) if isinstance(v, np.ndarray) and v.size != 1]
+    return f' (an array counts as a number only with one element; this one has {arrays[0].size})' if arrays else ''
+
 def check_group(owner:str, # the optimizer's name, for messages
                 specs:dict, # hyperparameter name -> spec
                 rules:tuple, # the optimizer's `Rule`s
@@ -141,7 +153,7 @@ def check_group(owner:str, # the optimizer's name, for messages
             raise ValueError(f'{owner}: {where} has no {name!r}; {name} must be {spec.describe()}')
         value = group[name]
         if (error := spec.problem(value)) is not None:
-            raise error(f'{owner}: invalid {name}={value!r} in {where}; {name} must be {spec.describe()}')
+            raise error(f'{owner}: invalid {name}={value!r} in {where}; {name} must be {spec.describe()}{_one_element(value)}')
         values[name] = spec.normalize(value)
     for rule in rules:
         if not rule.check(values):
@@ -238,6 +250,7 @@ class Optimizer:
     wraps = False          # True: the first argument is an optimizer to step before `update`
     engine = True          # elementwise only: whether minima.optim.engine may batch this optimizer's updates
     extra_group_keys = ('name', 'initial_lr') # group keys accepted besides the hyperparameters (schedulers add 'initial_lr')
+    state_keys = None      # every state entry besides 'step' the optimizer may keep; when given, loading refuses any other
 
     def init_state(self, param, group:dict) -> dict:
         "The initial state of `param` (the group's Parameters for a 'group' optimizer): arrays of any shape, numbers."
@@ -304,6 +317,7 @@ def _init(self, params, # Parameters, (name, Parameter) pairs, or param-group di
     self._state_dict_pre_hooks, self._state_dict_post_hooks = OrderedDict(), OrderedDict()
     self._load_state_dict_pre_hooks, self._load_state_dict_post_hooks = OrderedDict(), OrderedDict()
     self._engine, self._placing = None, False   # parameters move into the engine's arrays only once every group passed
+    self._duplicated = False   # whether a group holds a parameter twice (the engine is then not used)
     _refuse_unordered(params, name)
     items = list(params)
     if not items: raise ValueError(f'{name}: got an empty list of parameters')
@@ -355,12 +369,25 @@ def _add_group(self, param_group:dict):
         if p in seen:
             i0, j0 = seen[p]
             raise ValueError(f'{name}: the parameter at position {j} of param group {index} ({_what(p)}) is already '
-                             f'at position {j0} of param group {i0}; each parameter may appear only once')
-        seen[p] = (index, j)
+                             f'at position {j0} of param group {i0}; a parameter may appear in one parameter group only')
     new = {'params': params, **self.defaults, **{k: v for k, v in param_group.items() if k not in ('params', 'param_names')}}
     new.update(check_group(name, self._specs(), self.rules, new, f'param group {index}'))
     if names is not None: new['param_names'] = names
+    if repeats := _repeats(params):
+        j0, j = repeats[0]
+        warnings.warn(f'{name}: param group {index} holds the parameter at position {j0} again at position {j} (a parameter '
+                      'group with duplicate parameters); it is stepped once per occurrence, as in torch.optim, '
+                      'which warns that this will become an error', UserWarning, stacklevel=3)
+        self._duplicated, self._checked_params = True, None   # checked again at the next step, should a subclass drop the group
     self.param_groups.append(new)
+
+def _repeats(params:list) -> list:
+    "(first position, later position) of every parameter that occurs more than once in `params`."
+    first, repeats = {}, []
+    for j, p in enumerate(params):
+        if p in first: repeats.append((first[p], j))
+        else: first[p] = j
+    return repeats
 
 # %% ../../nbs/04a_optim_base.ipynb #0e68ba14
 @patch_to(Optimizer)
@@ -463,19 +490,21 @@ def _check_params(self):
     "Check the parameter lists again if someone edited them since the last check (cheap otherwise)."
     current = [g.get('params') for g in self.param_groups]
     if current == getattr(self, '_checked_params', None): return
-    name, seen = type(self).__name__, {}
+    name, seen, duplicated = type(self).__name__, {}, False
     for i, group in enumerate(self.param_groups):
         if not isinstance(group.get('params'), list):
             raise TypeError(f"{name}: param group {i}'s 'params' must be a list, got {_what(group.get('params'))}")
         params, names = _split_names(group['params'], f'{name}: param group {i}')
         if names is not None: raise TypeError(f"{name}: param group {i}'s 'params' must hold Parameters only; names go in 'param_names'")
         for j, p in enumerate(params):
-            if p in seen: raise ValueError(f'{name}: the parameter at position {j} of param group {i} also appears at '
-                                           f'position {seen[p][1]} of param group {seen[p][0]}; each parameter may appear only once')
-            seen[p] = (i, j)
+            if p in seen and seen[p][0] != i:
+                raise ValueError(f'{name}: the parameter at position {j} of param group {i} also appears at position '
+                                 f'{seen[p][1]} of param group {seen[p][0]}; a parameter may appear in one parameter group only')
+            seen.setdefault(p, (i, j))
+        duplicated = duplicated or bool(_repeats(params))   # stepped once per occurrence, by the plain loop
         if 'param_names' in group and len(group['param_names']) != len(params):
             raise ValueError(f"{name}: param group {i} has {len(params)} params but {len(group['param_names'])} param_names")
-    self._checked_params = [list(g['params']) for g in self.param_groups]
+    self._checked_params, self._duplicated = [list(g['params']) for g in self.param_groups], duplicated
 
 @patch_to(Optimizer)
 def _state(self, p, group) -> dict:
@@ -542,8 +571,9 @@ _engine_factory = None # set by minima.optim.engine: optimizer -> its engine
 
 @patch_to(Optimizer)
 def _engine_runs(self) -> bool:
-    "Whether this step goes through the engine: an elementwise optimizer with the engine switched on here and globally."
-    if self.kind != 'elementwise' or not self.engine or _engine_factory is None or not _engine_factory.enabled: return False
+    "Whether this step goes through the engine: an elementwise optimizer with the engine switched on here and globally, no parameter twice in a group."
+    if (self.kind != 'elementwise' or not self.engine or _engine_factory is None or not _engine_factory.enabled
+        or self._duplicated): return False
     if self._engine is None: self._engine = _engine_factory(self)
     return True
 
@@ -575,6 +605,11 @@ def state_dict(self) -> dict:
 # %% ../../nbs/04a_optim_base.ipynb #8afb207a
 def _int_at_least_0(x): return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_)) and x >= 0
 
+def _declared(key, state_keys:tuple) -> bool:
+    "Whether `key` is one of `state_keys`, where a name ending in '*' stands for that stem and a number (SOAP's 'GG_*': GG_0, GG_1, ...)."
+    return key in state_keys or (isinstance(key, str) and any(
+        k.endswith('*') and key.startswith(k[:-1]) and key[len(k) - 1:].isdigit() for k in state_keys))
+
 @patch_to(Optimizer)
 def _read_state_entry(self, entry, p, group, where) -> dict:
     "Check one saved state entry of parameter `p` (for a 'group' optimizer, of its group); return a copy of it."
@@ -582,6 +617,9 @@ def _read_state_entry(self, entry, p, group, where) -> dict:
     if not isinstance(entry, dict): raise TypeError(f'{name}.load_state_dict: {where} is {_what(entry)}, not a dict')
     if not _int_at_least_0(step := entry.get('step')):
         raise ValueError(f"{name}.load_state_dict: {where} has step={step!r}; expected an integer >= 0")
+    if self.state_keys is not None and (foreign := [k for k in entry if k != 'step' and not _declared(k, self.state_keys)]):
+        raise ValueError(f'{name}.load_state_dict: {where} has an entry {foreign[0]!r}, which {name} never keeps; its state entries '
+                         f"are {list(self.state_keys)} and 'step' (a state dict of another optimizer?)")
     if self.kind == 'group': return {**_copied(entry), 'step': int(step)}
     for k, init in self.init_state(p.data, group).items():
         if k not in entry:
@@ -615,7 +653,7 @@ def _prepare_load(self, state_dict:dict):
         raise TypeError(f"{name}.load_state_dict: 'param_groups' must be a list and 'state' a dict")
     if len(saved_groups) != len(self.param_groups):
         raise ValueError(f'{name}.load_state_dict: the state dict has {len(saved_groups)} param groups, this optimizer has {len(self.param_groups)}')
-    by_id, new_groups = {}, []
+    by_id, by_param, new_groups = {}, {}, []
     for i, (saved, group) in enumerate(zip(saved_groups, self.param_groups)):
         if not isinstance(saved, dict) or not isinstance(saved.get('params'), (list, tuple)):
             raise TypeError(f"{name}.load_state_dict: param group {i} must be a dict with a 'params' list")
@@ -628,9 +666,11 @@ def _prepare_load(self, state_dict:dict):
             raise ValueError(f'{name}.load_state_dict: param group {i}, position {j}: the state dict has {theirs[j]!r}, '
                              f'this optimizer has {ours[j]!r} (reordered or different parameters)')
         for j, (k, p) in enumerate(zip(saved['params'], group['params'])):
-            if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k in by_id:
-                raise ValueError(f'{name}.load_state_dict: param group {i} position {j} has id {k!r}; ids must be distinct integers')
-            by_id[int(k)] = (p, i, j)
+            if (isinstance(k, bool) or not isinstance(k, (int, np.integer)) or (k in by_id and by_id[k][0] is not p)
+                    or by_param.setdefault(p, k) != k):   # a parameter listed twice in a group has one id
+                raise ValueError(f'{name}.load_state_dict: param group {i} position {j} has id {k!r}; ids must be distinct integers, '
+                                 'one per parameter')
+            by_id.setdefault(int(k), (p, i, j))
         hyper = {k: v for k, v in saved.items() if k not in ('params', 'param_names')}
         if unknown := [k for k in hyper if k not in self._specs() and k not in self.extra_group_keys]:
             raise ValueError(f'{name}.load_state_dict: param group {i} has unknown key(s) {unknown} (saved by another optimizer?)')

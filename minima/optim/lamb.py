@@ -64,6 +64,7 @@ def lars_update(param:np.ndarray, # parameter $\theta$ (a whole tensor), updated
 class LARS(Optimizer):
     "LARS: SGD with momentum whose step per tensor is scaled by η‖θ‖/(‖g‖ + λ‖θ‖)."
     update = staticmethod(lars_update)
+    state_keys = ('momentum_buffer',)
     kind = 'tensor'
     hyperparameters = dict(
         lr=Real('[0, inf)', default=1e-3, doc='learning rate γ'),
@@ -120,6 +121,7 @@ def lamb_update(param:np.ndarray, # parameter $\theta$ (a whole tensor), updated
 class LAMB(Optimizer):
     "LAMB: Adam's update r = m̂/(√v̂ + ε) + λθ, rescaled per tensor to the length γ·min(‖θ‖, c)."
     update = staticmethod(lamb_update)
+    state_keys = ('exp_avg', 'exp_avg_sq', 'trust_ratio')
     kind = 'tensor'
     hyperparameters = dict(
         lr=Real('[0, inf)', default=1e-3, doc='learning rate γ'),

@@ -211,6 +211,7 @@ class LBFGS(Optimizer):
     "Limited-memory BFGS with an optional strong Wolfe line search; `step(closure)` runs up to `max_iter` iterations (torch's defaults)."
     kind = 'group'
     update = staticmethod(lbfgs_update)
+    state_keys = ('func_evals', 'n_iter', 'd', 't', 'old_dirs', 'old_stps', 'ro', 'H_diag', 'prev_flat_grad', 'prev_loss')
     hyperparameters = dict(
         lr=Real('[0, inf)', default=1, doc='step length γ (first iteration: times min(1, 1/‖g‖₁))'),
         max_iter=Integer('[1, inf)', default=20, doc='iterations per step()'),

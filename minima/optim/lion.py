@@ -38,6 +38,7 @@ def lion_update(param:np.ndarray, # parameter $\theta$, updated in place
 class Lion(Optimizer):
     "Lion: θ moves by γ·sign(β₁m + (1−β₁)g), m ← β₂m + (1−β₂)g, with decoupled weight decay."
     update = staticmethod(lion_update)
+    state_keys = ('exp_avg',)
     hyperparameters = dict(
         lr=Real('[0, inf)', default=1e-4, doc='learning rate γ (3-10x smaller than for AdamW)'),
         betas=Pair(Real('[0, 1]'), default=(0.9, 0.99), doc='(β₁, β₂): interpolation weight of m, decay of m'),

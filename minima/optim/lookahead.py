@@ -30,6 +30,7 @@ def lookahead_update(params:list, # the group's Parameters $\theta$ (fast weight
 class Lookahead(Optimizer):
     "Lookahead around any minima optimizer: every k inner steps, φ ← φ + α(θ − φ) and θ ← φ."
     update = staticmethod(lookahead_update)
+    state_keys = ('slow_params',)
     kind, wraps = 'group', True
     hyperparameters = dict(
         k=Integer('[1, inf)', default=5, doc='inner steps per synchronization'),

@@ -90,6 +90,7 @@ class Muon(Optimizer):
     "Muon: momentum, then the update orthogonalised by Newton–Schulz; for 2-D parameters only."
     kind = 'tensor'
     update = staticmethod(muon_update)
+    state_keys = ('momentum_buffer',)
     hyperparameters = dict(
         lr=Real('[0, inf)', default=1e-3, doc='learning rate γ'),
         weight_decay=Real('[0, inf)', default=0.1, doc='decoupled weight decay λ: θ ← (1 − γλ)θ'),

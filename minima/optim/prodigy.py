@@ -68,6 +68,7 @@ class Prodigy(Optimizer):
     "Prodigy: Adam with the step size $d\\gamma$, $d$ an estimate of the distance to the solution (one per param group)."
     kind = 'group'
     update = staticmethod(prodigy_update)
+    state_keys = ('p0', 'exp_avg', 'exp_avg_sq', 's', 'd_numerator', 'd', 'd_max')
     hyperparameters = dict(
         lr=Real('[0, inf)', default=1.0, doc='γ, multiplier on the estimated step (leave at 1)'),
         betas=Pair(Real('[0, 1)'), default=(0.9, 0.999), doc="(β₁, β₂), decay of Adam's moments"),

@@ -64,6 +64,7 @@ def _without_switches(update):
 class Rprop(Optimizer):
     "Resilient backpropagation: per-coordinate step sizes grown while the gradient keeps its sign, shrunk when it flips (torch's defaults)."
     update = staticmethod(_without_switches(rprop_update))
+    state_keys = ('prev', 'step_size')
     hyperparameters = dict(
         lr=Real('[0, inf)', default=1e-2, doc='initial step size Δ₀'),
         etas=Pair(Real('(0, inf)'), default=(0.5, 1.2), doc='(η₋, η₊): shrink and growth factors, 0 < η₋ < 1 < η₊'),
@@ -109,6 +110,7 @@ def asgd_update(param:np.ndarray, # parameter $\theta$, updated in place
 class ASGD(Optimizer):
     "Averaged SGD: SGD with a decaying step and a running average `state['ax']` of the iterates after step t0 (torch's defaults)."
     update = staticmethod(_without_switches(asgd_update))
+    state_keys = ('eta', 'mu', 'ax')
     hyperparameters = dict(
         lr=Real('[0, inf)', default=1e-2, doc='initial step size γ'),
         lambd=Real('[0, inf)', default=1e-4, doc='decay term λ'),

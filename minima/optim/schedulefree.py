@@ -101,6 +101,7 @@ _schedule_hyperparameters = dict(
 class SGDScheduleFree(_ScheduleFree):
     "Schedule-Free SGD: SGD steps on $z$, gradients at $y$, the average $x$ evaluated."
     update = staticmethod(sgd_schedulefree_update)
+    state_keys = ('z', 'weight_sum', 'lr_max')
     hyperparameters = dict(lr=Real('[0, inf)', default=1.0, doc='learning rate γ'),
                            momentum=Real('(0, 1)', default=0.9, doc='β, interpolation between z and x'),
                            weight_decay=Real('[0, inf)', default=0.0, doc='weight decay λ, L2 taken at y'),
@@ -137,6 +138,7 @@ def adamw_schedulefree_update(param:np.ndarray, # $y$ (train mode), updated in p
 class AdamWScheduleFree(_ScheduleFree):
     "Schedule-Free AdamW: the Schedule-Free sequences driven by Adam's normalised gradient, decay taken at $y$."
     update = staticmethod(adamw_schedulefree_update)
+    state_keys = ('z', 'weight_sum', 'lr_max', 'exp_avg_sq')
     hyperparameters = dict(lr=Real('[0, inf)', default=0.0025, doc='learning rate γ'),
                            betas=Pair(Real('[0, 1)'), default=(0.9, 0.999), doc='(β₁, β₂): interpolation, second-moment decay'),
                            eps=Real('[0, inf)', default=1e-8, doc='ε added to the denominator'),

@@ -36,6 +36,7 @@ from .base import Optimizer, Real, Flag, Rule
 class SGD(Optimizer):
     "Stochastic gradient descent with optional momentum, dampening, Nesterov momentum and weight decay (torch's defaults)."
     update = staticmethod(sgd_update)
+    state_keys = ('momentum_buffer',)
     hyperparameters = dict(
         lr=Real('[0, inf)', default=1e-3, doc='learning rate γ'),
         momentum=Real('[0, 1)', default=0.0, doc='momentum μ'),

@@ -91,6 +91,7 @@ class SOAP(Optimizer):
     "SOAP: Adam in the eigenbasis of Shampoo's preconditioner, refreshed by power iteration; decoupled weight decay."
     kind = 'tensor'
     update = staticmethod(soap_update)
+    state_keys = ('exp_avg', 'exp_avg_sq', 'GG_*', 'Q_*')
     hyperparameters = dict(
         lr=Real('[0, inf)', default=3e-3, doc='learning rate γ'),
         betas=Pair(Real('[0, 1)'), default=(0.95, 0.95), doc='(β₁, β₂), decay of the two moments'),
