@@ -20,16 +20,14 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), 'reference'))
 import make_reference as ref
+from optim_db_errors import optim_db_info
+from optim_checks import rel_err
 from minima.nn import Parameter
 from minima.optim.lbfgs import LBFGS
 
 torch = pytest.importorskip('torch')
 SHAPES = ref.SHAPES
 N = sum(int(np.prod(s)) for s in SHAPES)
-
-def rel_err(a, b):
-    scale = np.max(np.abs(b))
-    return np.max(np.abs(a - b)) / scale if scale > 0 else np.max(np.abs(a))
 
 # ---------------------------------------------------------------- the two problems
 _rng = np.random.default_rng(7)
@@ -65,9 +63,8 @@ def minima_run(problem, kw, steps):
     return params, opt, np.array(points)
 
 def optim_db_configs():
-    from torch.testing._internal.common_optimizers import optim_db
-    info = next(i for i in optim_db if i.optim_cls.__name__ == 'LBFGS')
-    return [oi.kwargs for oi in info.optim_inputs_func('cpu', torch.float64)]
+    "torch's configurations, as torch's own tests make them (a tensor lr in float32)."
+    return [oi.kwargs for oi in optim_db_info('LBFGS').optim_inputs_func('cpu', torch.float64)]
 
 EXTRA = [dict(max_iter=7, max_eval=9), dict(line_search_fn='strong_wolfe', history_size=4, max_iter=10),
          dict(lr=0.5, line_search_fn='strong_wolfe', max_eval=12), dict(lr=0.3, max_iter=1)]
@@ -178,9 +175,7 @@ def test_a_parameter_without_gradient_counts_as_zero_gradient():
 def test_every_optim_db_error_input():
     """torch's error inputs for LBFGS, translated. Same exception kind and argument named, except (minima's core,
     stricter than torch) a parameter listed twice is a ValueError (torch warns) and an array lr a TypeError."""
-    from torch.testing._internal.common_optimizers import optim_db
-    info = next(i for i in optim_db if i.optim_cls.__name__ == 'LBFGS')
-    assert len(info.optim_error_inputs_func('cpu', torch.float64)) == 6
+    assert len(optim_db_info('LBFGS').optim_error_inputs_func('cpu', torch.float64)) == 6
     p, q = Parameter(np.ones(3)), Parameter(np.ones(2))
     with pytest.raises(TypeError, match='params must be an iterable'): LBFGS(p)
     with pytest.raises(ValueError, match='each parameter may appear only once'): LBFGS([p, p])
