@@ -5,7 +5,7 @@ Every step, every parameter: float64 <= 1e-10 and float32 <= 1e-5 relative to th
 and a 0-d parameter; the state buffers (row/column statistics, the vector's average) at the end.
 Gradients come from tests/reference/make_reference.py (per-value scales from 1e-3 to 10, sign changes, zeros).
 """
-import inspect, os, sys
+import os, sys
 import numpy as np
 import pytest
 

@@ -6,7 +6,7 @@ the ε floor and the clipping are exercised), on a vector, a matrix and a 3-D te
 relative to the tensor's largest magnitude: <= 1e-10 in float64, <= 1e-5 in float32.
 """
 import inspect, os, sys
-import numpy as np, pytest, torch
+import numpy as np, pytest
 import pytorch_optimizer
 from minima.nn import Parameter
 from minima.optim.adopt import ADOPT, AdEMAMix, ademamix_alpha, ademamix_beta3

@@ -10,7 +10,7 @@ dimensions). Errors are relative to the tensor's largest magnitude: <= 1e-10 in 
 <= 1e-5 in float32.
 """
 import inspect, os, sys
-import numpy as np, pytest, torch
+import numpy as np, pytest
 import pytorch_optimizer
 from minima import nn
 from minima.nn import Parameter

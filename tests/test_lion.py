@@ -6,7 +6,7 @@ a 3-D tensor. Errors are relative to the tensor's largest magnitude: <= 1e-10 in
 <= 1e-5 in float32.
 """
 import os, sys
-import numpy as np, pytest, torch
+import numpy as np, pytest
 import lion_pytorch, pytorch_optimizer
 from minima.nn import Parameter
 from minima.optim.lion import Lion, lion_update

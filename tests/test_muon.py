@@ -6,7 +6,7 @@ torch computes the Newton–Schulz iteration in bfloat16; minima in the paramete
 (b) torch as shipped against minima as shipped, one step at a time: the bfloat16 tolerance derived in `test_as_shipped`.
 Gradients come from tests/reference/make_reference.py (per-value scales from 1e-3 to 10, sign changes, zeros).
 """
-import contextlib, inspect, os, sys
+import contextlib, os, sys
 import numpy as np
 import pytest
 

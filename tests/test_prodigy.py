@@ -3,7 +3,7 @@
 float32 <= 1e-5 relative per tensor after every step, for every option the page names. The gradients
 are those of a quadratic at minima's parameters plus a varying term, handed identically to both, so the
 estimate d actually grows. Then validation, param groups, the closure, checkpoints and convergence."""
-import copy, os, sys
+import os, sys
 import numpy as np
 import pytest
 import torch

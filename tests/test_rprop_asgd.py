@@ -8,7 +8,7 @@ run's dtype, as torch keeps ASGD's eta and mu in it). The configurations are eve
 of torch's own optim_db for Rprop and ASGD, plus option combinations torch's list lacks (ASGD's averaging
 only starts after t0 steps, so a small t0 is added).
 """
-import copy, os, sys, warnings
+import os, sys, warnings
 import numpy as np
 import pytest
 
