@@ -5,24 +5,20 @@ Every step, every parameter: float64 <= 1e-10 and float32 <= 1e-5 relative to th
 and a 0-d parameter; the state buffers (row/column statistics, the vector's average) at the end.
 Gradients come from tests/reference/make_reference.py (per-value scales from 1e-3 to 10, sign changes, zeros).
 """
-import inspect, os, sys
+import os, sys
 import numpy as np
 import pytest
 
 torch = pytest.importorskip('torch')
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), 'reference'))
 import make_reference as ref
-from optim_db_errors import check_error_input
+from optim_db_errors import check_error_input, optim_db_inputs, optim_db_error_inputs, check_signature_is_torchs
+from optim_checks import RTOL, rel_err, run_with_torch, rosenbrock as rosen, rosenbrock_grad as grad
 from minima.nn import Parameter
 from minima.optim.adafactor import Adafactor
 
 SHAPES = [(4, 5), (7,), (2, 3, 4), (6, 1), ()]
 STEPS = 100
-RTOL = {'float64': 1e-10, 'float32': 1e-5}
-
-def rel_err(a, b):
-    scale = np.max(np.abs(b))
-    return np.max(np.abs(a - b)) / scale if scale > 0 else np.max(np.abs(a))
 
 def for_minima(kwargs):
     "torch kwargs as minima takes them: no `foreach` (minima has one implementation), a tensor lr as its float."
@@ -31,19 +27,8 @@ def for_minima(kwargs):
 def run_side_by_side(kwargs, dtype, init=None, steps=STEPS):
     start, grads = ref.make_inputs(np.dtype(dtype).type, SHAPES, steps, seed=1)
     init = start if init is None else init.astype(dtype)
-    params = [Parameter(a.copy()) for a in ref.split(init, SHAPES)]
-    opt = Adafactor(params, **for_minima(kwargs))
-    with ref.torch_default_dtype(np.dtype(dtype).type):
-        tparams = [torch.nn.Parameter(torch.from_numpy(a.copy())) for a in ref.split(init, SHAPES)]
-        topt = torch.optim.Adafactor(tparams, **kwargs)
-        for t in range(1, steps + 1):
-            for p, tp, g in zip(params, tparams, ref.split(grads[t - 1], SHAPES)):
-                p.grad, tp.grad = g.copy(), torch.from_numpy(g.copy())
-            opt.step(); topt.step()
-            for i, (p, tp) in enumerate(zip(params, tparams)):
-                assert p.data.dtype == np.dtype(dtype)
-                err = rel_err(p.data, tp.detach().numpy())
-                assert err <= RTOL[dtype], f'step {t}, tensor {i} {p.data.shape}: relative error {err:.3g}'
+    params, opt, tparams, topt = run_with_torch(lambda ps: Adafactor(ps, **for_minima(kwargs)), lambda ps: torch.optim.Adafactor(ps, **kwargs),
+                                                init, grads, dtype, SHAPES)
     for p, tp in zip(params, tparams):
         theirs = {k: v.numpy() for k, v in topt.state[tp].items() if k != 'step'}
         mine = {k: v for k, v in opt.state[p].items() if k != 'step'}
@@ -53,13 +38,7 @@ def run_side_by_side(kwargs, dtype, init=None, steps=STEPS):
             assert rel_err(mine[k], theirs[k]) <= RTOL[dtype], k
         assert opt.state[p]['step'] == steps == topt.state[tp]['step'].item()
 
-def optim_db_info():
-    from torch.testing._internal.common_optimizers import optim_db
-    return next(info for info in optim_db if info.optim_cls is torch.optim.Adafactor)
-
-def optim_db_configs():
-    with ref.torch_default_dtype(np.float64):
-        return [(o.desc, o.kwargs) for o in optim_db_info().optim_inputs_func('cpu', torch.float64)]
+def optim_db_configs(): return [(o.desc, o.kwargs) for o in optim_db_inputs('Adafactor')]
 
 DB = optim_db_configs()
 GRID = [dict(lr=0.5), dict(lr=0.05, eps=(1e-12, 1e-3)), dict(eps=(1e-3, 0.1)), dict(eps=(None, 0.0), weight_decay=0.5),
@@ -92,17 +71,9 @@ def test_state_shapes():
 
 # ---------------------------------------------------------------- signature and errors
 def test_signature_and_defaults_are_torchs():
-    theirs = {k: v for k, v in inspect.signature(torch.optim.Adafactor).parameters.items() if k != 'foreach'}
-    mine = inspect.signature(Adafactor).parameters
-    assert list(theirs) == [k for k in mine if k not in ('nonfinite', 'clip_norm')]
-    for k, v in theirs.items():
-        if k != 'params': assert mine[k].default == v.default and mine[k].kind == v.kind, k
+    check_signature_is_torchs(Adafactor, torch.optim.Adafactor, leave_out=('foreach',))
 
-def error_inputs():
-    with ref.torch_default_dtype(np.float64):
-        return optim_db_info().optim_error_inputs_func('cpu', torch.float64)
-
-@pytest.mark.parametrize('error', error_inputs(), ids=lambda e: e.optimizer_error_input.desc)
+@pytest.mark.parametrize('error', optim_db_error_inputs('Adafactor'), ids=lambda e: e.optimizer_error_input.desc)
 def test_optim_db_error_inputs(error):
     check_error_input(Adafactor, error)
 
@@ -175,8 +146,6 @@ def test_converges_on_a_convex_quadratic():
 
 def test_converges_on_rosenbrock():
     "Rosenbrock from (-1.5, 2) (loss 12.5) as a vector (unfactored), lr 0.01, 3000 steps: final loss observed 0.040, bound 0.1."
-    rosen = lambda x: (1 - x[0]) ** 2 + 100 * (x[1] - x[0] ** 2) ** 2
-    grad = lambda x: np.array([-2 * (1 - x[0]) - 400 * x[0] * (x[1] - x[0] ** 2), 200 * (x[1] - x[0] ** 2)])
     x = Parameter(np.array([-1.5, 2.0])); opt = Adafactor([x], lr=0.01)
     for t in range(3000):
         x.grad = grad(x.data); opt.step()

@@ -5,45 +5,16 @@ over four orders of magnitude, with exact zeros (for ADOPT a zero first gradient
 the ε floor and the clipping are exercised), on a vector, a matrix and a 3-D tensor. Errors are
 relative to the tensor's largest magnitude: <= 1e-10 in float64, <= 1e-5 in float32.
 """
-import copy, inspect
-import numpy as np, pytest, torch
+import inspect, os, sys
+import numpy as np, pytest
 import pytorch_optimizer
 from minima.nn import Parameter
 from minima.optim.adopt import ADOPT, AdEMAMix, ademamix_alpha, ademamix_beta3
 
-SHAPES = [(7,), (4, 5), (2, 3, 4)]
-RTOL = {np.float64: 1e-10, np.float32: 1e-5}
-
-def rel_err(a, b):
-    scale = np.max(np.abs(b))
-    return np.max(np.abs(a - b)) / scale if scale > 0 else np.max(np.abs(a))
-
-def gradients(steps, dtype, seed=0):
-    rng = np.random.default_rng(seed)
-    out = []
-    for t in range(steps):
-        gs = [(rng.standard_normal(s) * 10.0 ** rng.uniform(-2, 2)).astype(dtype) for s in SHAPES]
-        gs[0][t % 7] = 0.0
-        out.append(gs)
-    return out
-
-def run_side_by_side(make_ref, make_mine, dtype=np.float64, steps=150, seed=0, state_keys=()):
-    "Step both on the same gradients; parameters must agree after every step, the named state buffers at the end."
-    rng = np.random.default_rng(seed + 1)
-    init = [rng.standard_normal(s).astype(dtype) for s in SHAPES]
-    tparams = [torch.nn.Parameter(torch.tensor(a.copy())) for a in init]
-    mparams = [Parameter(a.copy()) for a in init]
-    topt, mopt = make_ref(tparams), make_mine(mparams)
-    for t, gs in enumerate(gradients(steps, dtype, seed)):
-        for tp, mp, g in zip(tparams, mparams, gs):
-            tp.grad = torch.tensor(g.copy()); mp.grad = g.copy()
-        topt.step(); mopt.step()
-        for i, (tp, mp) in enumerate(zip(tparams, mparams)):
-            err = rel_err(mp.data, tp.detach().numpy())
-            assert err <= RTOL[dtype], f'step {t + 1}, tensor {i}: relative error {err:.3g}'
-    for tp, mp in zip(tparams, mparams):
-        for k in state_keys:
-            assert rel_err(mopt.state[mp][k], topt.state[tp][k].numpy()) <= RTOL[dtype], k
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), 'reference'))
+from optim_checks import (SHAPES, gradients, run_side_by_side, check_bad_hyperparameter,
+                          check_engine_matches_the_plain_loop, feeding, check_resume, quadratic_problem, rosenbrock,
+                          rosenbrock_grad, minimize)
 
 # ---------------------------------------------------------------- ADOPT
 ADOPT_CASES = [dict(), dict(lr=1e-2), dict(lr=1e-2, betas=(0.8, 0.99), eps=1e-4), dict(lr=1e-2, clip_exponent=None),
@@ -115,32 +86,7 @@ BAD = [(ADOPT, dict(lr=-1.0), ValueError, 'lr'), (ADOPT, dict(betas=(0.9, 1.0)),
 
 @pytest.mark.parametrize('cls, kw, exc, name', BAD)
 def test_bad_hyperparameters(cls, kw, exc, name):
-    w = Parameter(np.ones(3))
-    with pytest.raises(exc, match=name): cls([w], **kw)
-    opt = cls([w], lr=0.1)
-    for g in (1.0, -0.5):
-        w.grad = np.full(3, g); opt.step()
-    before, state = w.data.copy(), copy.deepcopy(opt.state[w])
-    opt.param_groups[0].update(kw)
-    w.grad = np.full(3, 2.0)
-    with pytest.raises(exc, match=name): opt.step()
-    assert np.array_equal(w.data, before) and opt.state[w]['step'] == 2
-    for k, v in state.items():
-        if isinstance(v, np.ndarray): assert np.array_equal(opt.state[w][k], v), k
-
-def quadratic_problem():
-    rng = np.random.default_rng(3)
-    Q = rng.standard_normal((6, 6)); A = Q @ Q.T + 0.5 * np.eye(6); b = rng.standard_normal(6)
-    x_star = np.linalg.solve(A, b)
-    return (lambda x: 0.5 * x @ A @ x - b @ x - (0.5 * x_star @ A @ x_star - b @ x_star)), (lambda x: A @ x - b)
-
-def rosenbrock(x): return (1 - x[0])**2 + 100 * (x[1] - x[0]**2)**2
-def rosenbrock_grad(x): return np.array([-2 * (1 - x[0]) - 400 * x[0] * (x[1] - x[0]**2), 200 * (x[1] - x[0]**2)])
-
-def minimize(make_opt, f, grad, x0, steps):
-    x = Parameter(np.array(x0, dtype=float)); opt = make_opt([x])
-    for _ in range(steps): x.grad = grad(x.data); opt.step()
-    return f(x.data)
+    check_bad_hyperparameter(cls, kw, exc, name)
 
 # bounds: several times above the values observed (in the comments); f is 0 at the minimum up to rounding
 @pytest.mark.parametrize('make, bound', [(lambda p: ADOPT(p, lr=1e-2), 1e-12),         # observed -2.2e-16 (rounding)
@@ -156,33 +102,10 @@ def test_converges_on_rosenbrock(make, bound):
 
 @pytest.mark.parametrize('cls, kw', [(ADOPT, dict(lr=1e-2, weight_decay=0.1)), (AdEMAMix, dict(lr=1e-2, t_alpha_beta3=30, weight_decay=0.1))])
 def test_resume_is_bit_identical(cls, kw):
-    gs = gradients(40, np.float64, seed=5)
     init = [np.random.default_rng(6).standard_normal(s) for s in SHAPES]
-    def train(params, opt, seq):
-        for g in seq:
-            for p, gi in zip(params, g): p.grad = gi.copy()
-            opt.step()
-    full = [Parameter(a.copy()) for a in init]; train(full, cls(full, **kw), gs)
-    first = [Parameter(a.copy()) for a in init]; opt = cls(first, **kw); train(first, opt, gs[:17])
-    sd = copy.deepcopy(opt.state_dict())
-    second = [Parameter(p.data.copy()) for p in first]; opt2 = cls(second); opt2.load_state_dict(sd)
-    train(second, opt2, gs[17:])
-    for a, b in zip(full, second): assert np.array_equal(a.data, b.data)
+    check_resume(lambda p: cls(p, **kw), init, feeding(gradients(40, seed=5, zeros=True)), make_again=cls)
 
 @pytest.mark.parametrize('cls, kw', [(ADOPT, dict(lr=1e-2, weight_decay=0.1)), (AdEMAMix, dict(lr=1e-2, t_alpha_beta3=3, weight_decay=0.1))])
 def test_engine_matches_the_plain_loop(cls, kw):
-    "Both are elementwise: the engine (flat chunks across parameters) gives the plain per-tensor loop's bits, also across chunk borders."
-    from minima.optim.engine import CHUNK_SIZE
-    shapes = [(2 * CHUNK_SIZE // 100 + 7, 100), (7,), (3, 4)]
-    rng = np.random.default_rng(0)
-    init = [rng.standard_normal(s) for s in shapes]
-    grads = [[rng.standard_normal(s) for s in shapes] for _ in range(4)]
-    class Plain(cls): engine = False
-    results = []
-    for c in (cls, Plain):
-        ps = [Parameter(a.copy()) for a in init]; opt = c(ps, **kw)
-        for gs in grads:
-            for p, g in zip(ps, gs): p.grad = g
-            opt.step()
-        results.append(ps)
-    for a, b in zip(*results): assert np.array_equal(a.data, b.data)
+    "Both are elementwise: the engine gives the plain per-tensor loop's bits, also across chunk borders."
+    check_engine_matches_the_plain_loop(cls, **kw)

@@ -4,7 +4,7 @@ pytorch_optimizer's Lamb), the same gradients (a fixed random
 sequence with varying scale) on a vector, a matrix and a 3-D tensor. Errors are relative to the tensor's
 largest magnitude: <= 1e-10 in float64.
 """
-import copy, inspect
+import copy, inspect, os, sys
 import numpy as np, pytest, torch
 import lion_pytorch, pytorch_optimizer
 from minima.nn import Parameter
@@ -13,20 +13,19 @@ from minima.optim.lookahead import Lookahead, lookahead_update
 from minima.optim.lion import Lion
 from minima.optim.lamb import LAMB
 
-SHAPES = [(7,), (4, 5), (2, 3, 4)]
-RTOL = 1e-10
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), 'reference'))
+from optim_checks import (SHAPES, tolerance, rel_err, gradients as varying_gradients, run_side_by_side, check_bad_hyperparameter, feeding,
+                          check_resume, quadratic_problem, rosenbrock, rosenbrock_grad, minimize)
+
+RTOL = tolerance(np.float64)
 def lamb_reference(params, **kw): return pytorch_optimizer.Lamb(params, weight_decouple=False, adam_debias=True, **kw)
 def lamb_minima(params, **kw): return LAMB(params, bias_correction=False, **kw)
 INNER = {'Adam': (Adam, torch.optim.Adam), 'AdamW': (AdamW, torch.optim.AdamW), 'SGD': (SGD, torch.optim.SGD),
          'Lion': (Lion, lion_pytorch.Lion), 'LAMB': (lamb_minima, lamb_reference)}
 
-def rel_err(a, b):
-    scale = np.max(np.abs(b))
-    return np.max(np.abs(a - b)) / scale if scale > 0 else np.max(np.abs(a))
-
 def gradients(steps, seed=0):
-    rng = np.random.default_rng(seed)
-    return [[rng.standard_normal(s) * 10.0 ** rng.uniform(-1, 1) for s in SHAPES] for _ in range(steps)]
+    "Scales over two decades (10^-1 to 10), no zeros."
+    return varying_gradients(steps, seed=seed, decades=1)
 
 @pytest.mark.parametrize('inner, inner_kw, la_kw', [('Adam', dict(lr=1e-2), dict()), ('Adam', dict(lr=1e-2), dict(k=3, alpha=0.8)),
                                                     ('AdamW', dict(lr=1e-2, weight_decay=0.1), dict(k=1, alpha=0.3)),
@@ -37,19 +36,8 @@ def gradients(steps, seed=0):
                                                     ('LAMB', dict(lr=1e-2, weight_decay=0.01), dict(k=3, alpha=0.5))])  # per-tensor
 def test_parity(inner, inner_kw, la_kw):
     mcls, tcls = INNER[inner]
-    rng = np.random.default_rng(1)
-    init = [rng.standard_normal(s) for s in SHAPES]
-    tparams = [torch.nn.Parameter(torch.tensor(a.copy())) for a in init]
-    mparams = [Parameter(a.copy()) for a in init]
-    theirs = pytorch_optimizer.Lookahead(tcls(tparams, **inner_kw), **la_kw)
-    mine = Lookahead(mcls(mparams, **inner_kw), **la_kw)
-    for t, gs in enumerate(gradients(150)):
-        for tp, mp, g in zip(tparams, mparams, gs):
-            tp.grad = torch.tensor(g.copy()); mp.grad = g.copy()
-        theirs.step(); mine.step()
-        for i, (tp, mp) in enumerate(zip(tparams, mparams)):
-            err = rel_err(mp.data, tp.detach().numpy())
-            assert err <= RTOL, f'step {t + 1}, tensor {i}: relative error {err:.3g}'
+    theirs, mine, tparams, mparams = run_side_by_side(lambda p: pytorch_optimizer.Lookahead(tcls(p, **inner_kw), **la_kw),
+                                                      lambda p: Lookahead(mcls(p, **inner_kw), **la_kw), grads=gradients(150))
     for i, (tp, mp) in enumerate(zip(tparams, mparams)):
         assert rel_err(mine.state[mparams[0]]['slow_params'][i], theirs.state[tp]['slow_params'].numpy()) <= RTOL
 
@@ -84,18 +72,11 @@ def test_groups_hold_the_inner_parameters_and_add_param_group():
 @pytest.mark.parametrize('kw, exc, name', [(dict(k=0), ValueError, 'k'), (dict(k=2.5), TypeError, 'k'), (dict(alpha=-0.1), ValueError, 'alpha'), (dict(alpha=0.0), ValueError, 'alpha'),
                                            (dict(alpha=1.5), ValueError, 'alpha'), (dict(alpha='x'), TypeError, 'alpha')])
 def test_bad_hyperparameters(kw, exc, name):
-    w = Parameter(np.ones(3))
-    with pytest.raises(exc, match=name): Lookahead(SGD([w], lr=0.1), **kw)
-    la = Lookahead(SGD([w], lr=0.1, momentum=0.9), k=2)
-    for g in (1.0, -0.5, 0.3):
-        w.grad = np.full(3, g); la.step()
-    before, slow = w.data.copy(), la.state[w]['slow_params'][0].copy()
-    inner_buf = la.optimizer.state[w]['momentum_buffer'].copy()
-    la.param_groups[0].update(kw)
-    w.grad = np.full(3, 2.0)
-    with pytest.raises(exc, match=name): la.step()
-    assert np.array_equal(w.data, before) and np.array_equal(la.state[w]['slow_params'][0], slow) and la.state[w]['step'] == 3
-    assert np.array_equal(la.optimizer.state[w]['momentum_buffer'], inner_buf)
+    "Refused at construction and, edited into the group, at the next step: nothing changes (slow weights, step, the inner momentum)."
+    def make(params, **kw): return Lookahead(SGD(params, lr=0.1, momentum=0.9), **{'k': 2, **kw})
+    la = check_bad_hyperparameter(make, kw, exc, name, warmup=(1.0, -0.5, 0.3), lr=None)
+    w = la.param_groups[0]['params'][0]
+    assert la.state[w]['step'] == 3 and 'momentum_buffer' in la.optimizer.state[w]
 
 def test_alpha_one_is_the_inner_optimizer():
     "The paper's α = 1 (the reference refuses it): the inner optimizer's trajectory (φ + 1·(θ − φ) rounds within an ulp of θ)."
@@ -111,20 +92,10 @@ def test_refuses_a_non_optimizer():
     with pytest.raises(TypeError, match='optimizer to wrap'): Lookahead([Parameter(np.ones(2))])
 
 def test_resume_is_bit_identical():
-    gs = gradients(40, seed=5)
     init = [np.random.default_rng(6).standard_normal(s) for s in SHAPES]
-    def train(params, opt, seq):
-        for g in seq:
-            for p, gi in zip(params, g): p.grad = gi.copy()
-            opt.step()
     make = lambda params: Lookahead(Adam(params, lr=1e-2, amsgrad=True), k=6, alpha=0.4)
-    full = [Parameter(a.copy()) for a in init]; train(full, make(full), gs)
-    first = [Parameter(a.copy()) for a in init]; opt = make(first); train(first, opt, gs[:17])   # 17: mid-cycle
-    sd = copy.deepcopy(opt.state_dict())
-    second = [Parameter(p.data.copy()) for p in first]; opt2 = make(second); opt2.load_state_dict(sd)
+    _, _, sd, _, _ = check_resume(make, init, feeding(gradients(40, seed=5)))   # 17: mid-cycle
     assert sd['optimizer']['state'][0]['step'] == 17
-    train(second, opt2, gs[17:])
-    for a, b in zip(full, second): assert np.array_equal(a.data, b.data)
 
 def test_load_checks_the_inner_state_before_changing_either():
     p = Parameter(np.ones(3)); la = Lookahead(Adam([p], lr=0.1), k=2)
@@ -134,20 +105,6 @@ def test_load_checks_the_inner_state_before_changing_either():
     bad = copy.deepcopy(sd); bad['optimizer']['state'][0]['exp_avg'] = np.zeros(4)
     with pytest.raises((ValueError, TypeError)): lb.load_state_dict(bad)
     assert np.array_equal(lb.state[q]['slow_params'][0], np.zeros(3)) and lb.state[q]['step'] == 0 and q not in lb.optimizer.state
-
-def quadratic_problem():
-    rng = np.random.default_rng(3)
-    Q = rng.standard_normal((6, 6)); A = Q @ Q.T + 0.5 * np.eye(6); b = rng.standard_normal(6)
-    x_star = np.linalg.solve(A, b)
-    return (lambda x: 0.5 * x @ A @ x - b @ x - (0.5 * x_star @ A @ x_star - b @ x_star)), (lambda x: A @ x - b)
-
-def rosenbrock(x): return (1 - x[0])**2 + 100 * (x[1] - x[0]**2)**2
-def rosenbrock_grad(x): return np.array([-2 * (1 - x[0]) - 400 * x[0] * (x[1] - x[0]**2), 200 * (x[1] - x[0]**2)])
-
-def minimize(make_opt, f, grad, x0, steps):
-    x = Parameter(np.array(x0, dtype=float)); opt = make_opt([x])
-    for _ in range(steps): x.grad = grad(x.data); opt.step()
-    return f(x.data)
 
 def test_converges_on_quadratic():
     f, grad = quadratic_problem()

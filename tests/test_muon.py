@@ -6,26 +6,22 @@ torch computes the Newton–Schulz iteration in bfloat16; minima in the paramete
 (b) torch as shipped against minima as shipped, one step at a time: the bfloat16 tolerance derived in `test_as_shipped`.
 Gradients come from tests/reference/make_reference.py (per-value scales from 1e-3 to 10, sign changes, zeros).
 """
-import contextlib, inspect, os, sys
+import contextlib, os, sys
 import numpy as np
 import pytest
 
 torch = pytest.importorskip('torch')
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), 'reference'))
 import make_reference as ref
-from optim_db_errors import check_error_input
+from optim_db_errors import check_error_input, optim_db_inputs, optim_db_error_inputs, check_signature_is_torchs
+from optim_checks import RTOL, rel_err, run_with_torch, rosenbrock as rosen, rosenbrock_grad as grad
 from minima.nn import Parameter
 import minima.optim.muon as muon_module
 from minima.optim.muon import Muon, zeropower_via_newton_schulz, adjusted_lr
 
 SHAPES = [(4, 5), (7, 3), (6, 6), (1, 5)]   # wide, tall (transposed inside, lr adjusted), square, a row
 STEPS = 100
-RTOL = {'float64': 1e-10, 'float32': 1e-5}
 ABC = (3.4445, -4.7750, 2.0315)
-
-def rel_err(a, b):
-    scale = np.max(np.abs(b))
-    return np.max(np.abs(a - b)) / scale if scale > 0 else np.max(np.abs(a))
 
 @contextlib.contextmanager
 def torch_newton_schulz_in_input_dtype():
@@ -49,28 +45,17 @@ def feed(params, tparams, g, shapes=SHAPES):
     for p, tp, gi in zip(params, tparams, ref.split(g, shapes)):
         p.grad, tp.grad = gi.copy(), torch.from_numpy(gi.copy())
 
-def run_side_by_side(kwargs, dtype, rtol):
-    params, opt, tparams, topt, grads = pair(dtype, kwargs)
-    with ref.torch_default_dtype(np.dtype(dtype).type):
-        for t in range(1, STEPS + 1):
-            feed(params, tparams, grads[t - 1])
-            opt.step(); topt.step()
-            for i, (p, tp) in enumerate(zip(params, tparams)):
-                assert p.data.dtype == np.dtype(dtype)
-                err = rel_err(p.data, tp.detach().numpy())
-                assert err <= rtol, f'step {t}, tensor {i} {p.data.shape}: relative error {err:.3g} > {rtol:g}'
+def run_side_by_side(kwargs, dtype):
+    rtol = RTOL[dtype]
+    init, grads = ref.make_inputs(np.dtype(dtype).type, SHAPES, STEPS, seed=1)
+    params, opt, tparams, topt = run_with_torch(lambda ps: Muon(ps, **for_minima(kwargs)), lambda ps: torch.optim.Muon(ps, **kwargs),
+                                                init, grads, dtype, SHAPES)
     for p, tp in zip(params, tparams):
         err = rel_err(opt.state[p]['momentum_buffer'], topt.state[tp]['momentum_buffer'].numpy())
         assert err <= rtol, f'momentum buffer: relative error {err:.3g}'
         assert opt.state[p]['step'] == STEPS
 
-def optim_db_info():
-    from torch.testing._internal.common_optimizers import optim_db
-    return next(info for info in optim_db if info.optim_cls is torch.optim.Muon)
-
-def optim_db_configs():
-    with ref.torch_default_dtype(np.float64):
-        return [(o.desc, o.kwargs) for o in optim_db_info().optim_inputs_func('cpu', torch.float64)]
+def optim_db_configs(): return [(o.desc, o.kwargs) for o in optim_db_inputs('Muon')]
 
 GRID = [dict(lr=0.02, nesterov=n, adjust_lr_fn=f, weight_decay=wd)
         for n in (True, False) for f in (None, 'original', 'match_rms_adamw') for wd in (0.0, 0.1)]
@@ -101,7 +86,7 @@ def muon_module_torch():
 @pytest.mark.parametrize('case', CASES, ids=[c[0] for c in CASES])
 def test_parity_with_torch_algorithm(case, dtype):
     with torch_newton_schulz_in_input_dtype():
-        run_side_by_side(case[1], dtype, RTOL[dtype])
+        run_side_by_side(case[1], dtype)
 
 BF16_UNIT_ROUNDOFF = 2.0 ** -8
 BF16_TOLERANCE = 64 * BF16_UNIT_ROUNDOFF
@@ -143,17 +128,9 @@ def test_as_shipped(case, dtype):
 
 # ---------------------------------------------------------------- signature and errors
 def test_signature_and_defaults_are_torchs():
-    theirs = inspect.signature(torch.optim.Muon).parameters
-    mine = inspect.signature(Muon).parameters
-    assert list(theirs) == [k for k in mine if k not in ('nonfinite', 'clip_norm')]
-    for k, v in theirs.items():
-        if k != 'params': assert mine[k].default == v.default and mine[k].kind == v.kind, k
+    check_signature_is_torchs(Muon, torch.optim.Muon)
 
-def error_inputs():
-    with ref.torch_default_dtype(np.float64):
-        return optim_db_info().optim_error_inputs_func('cpu', torch.float64)
-
-@pytest.mark.parametrize('error', error_inputs(), ids=lambda e: e.optimizer_error_input.desc)
+@pytest.mark.parametrize('error', optim_db_error_inputs('Muon'), ids=lambda e: e.optimizer_error_input.desc)
 def test_optim_db_error_inputs(error):
     check_error_input(Muon, error)
 
@@ -224,8 +201,6 @@ def test_converges_on_a_convex_quadratic():
 
 def test_converges_on_rosenbrock():
     "Rosenbrock on a 1x2 matrix from (-1.5, 2), where Muon is normalised momentum SGD: final loss observed 2.2e-10, bound 1e-7."
-    rosen = lambda x: (1 - x[0]) ** 2 + 100 * (x[1] - x[0] ** 2) ** 2
-    grad = lambda x: np.array([-2 * (1 - x[0]) - 400 * x[0] * (x[1] - x[0] ** 2), 200 * (x[1] - x[0] ** 2)])
     W = Parameter(np.array([[-1.5, 2.0]])); opt = Muon([W], lr=0.02, weight_decay=0.0)
     for t in range(3000):
         for group in opt.param_groups: group['lr'] = 0.02 * (1 - t / 3000)

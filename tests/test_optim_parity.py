@@ -15,6 +15,7 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), 'reference'))
 import make_reference as ref
+from optim_checks import RTOL, rel_err, run_with_torch
 from minima.nn import Parameter
 from minima.optim.engine import CHUNK_SIZE
 from minima.optim.sgd import SGD, sgd_update
@@ -23,13 +24,7 @@ from minima.optim.adam import Adam, AdamW, Adamax, NAdam, RAdam, adam_update, ad
 
 CLASSES = dict(SGD=SGD, Adagrad=Adagrad, AdaGrad=AdaGrad, RMSprop=RMSprop, RMSProp=RMSProp, Adadelta=Adadelta,
                Adam=Adam, AdamW=AdamW, Adamax=Adamax, NAdam=NAdam, RAdam=RAdam)
-RTOL = {'float64': 1e-10, 'float32': 1e-5}
 DTYPES = ['float64', 'float32']
-
-def rel_err(a, b):
-    "max|a - b| relative to the largest magnitude of b."
-    scale = np.max(np.abs(b))
-    return np.max(np.abs(a - b)) / scale if scale > 0 else np.max(np.abs(a))
 
 def assert_close_tensors(mine, theirs, rtol, what, shapes=ref.SHAPES):
     for i, (a, b) in enumerate(zip(ref.split(mine, shapes), ref.split(theirs, shapes))):
@@ -149,19 +144,10 @@ def case_id(c):
     return f"{c[0]}->{c[2]}(" + ','.join(f'{k}={v}' for k, v in c[3].items()) + ')'
 
 def run_side_by_side(tname, tkw, mname, mkw, dtype, shapes=ref.SHAPES, steps=ref.STEPS):
-    import torch
     init, grads = ref.make_inputs(np.dtype(dtype).type, shapes, steps, seed=1)
-    params, opt = make_minima(mname, mkw, init, shapes)
+    params, opt, tparams, topt = run_with_torch(lambda ps: CLASSES[mname](ps, **mkw), lambda ps: ref.torch_optimizer(tname, tkw, ps),
+                                                init, grads, dtype, shapes)
     with ref.torch_default_dtype(np.dtype(dtype).type):
-        tparams = [torch.nn.Parameter(torch.from_numpy(a.copy())) for a in ref.split(init, shapes)]
-        topt = ref.torch_optimizer(tname, tkw, tparams)
-        for t in range(1, steps + 1):
-            for p, tp, g in zip(params, tparams, ref.split(grads[t - 1], shapes)):
-                p.grad, tp.grad = g.copy(), torch.from_numpy(g.copy())
-            opt.step(); topt.step()
-            for i, (p, tp) in enumerate(zip(params, tparams)):
-                err = rel_err(p.data, tp.detach().numpy())
-                assert err <= RTOL[dtype], f'step {t}, tensor {i}: relative error {err:.3g}'
         assert_same_state(minima_state(opt, params), ref.torch_state(topt, tparams), RTOL[dtype], 'final state', shapes,
                           buffer_factors(mname, mkw))
 

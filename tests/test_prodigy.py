@@ -3,7 +3,7 @@
 float32 <= 1e-5 relative per tensor after every step, for every option the page names. The gradients
 are those of a quadratic at minima's parameters plus a varying term, handed identically to both, so the
 estimate d actually grows. Then validation, param groups, the closure, checkpoints and convergence."""
-import copy
+import os, sys
 import numpy as np
 import pytest
 import torch
@@ -12,20 +12,9 @@ from minima.nn import Parameter
 from minima.autograd import Tensor
 from minima.optim.prodigy import Prodigy
 
-SHAPES = [(7,), (4, 5), (2, 3, 4)]
-RTOL = {'float64': 1e-10, 'float32': 1e-5}
-
-@pytest.fixture(autouse=True, scope='module')
-def one_torch_thread():
-    "Small tensors: one thread is faster than two contended ones."
-    before = torch.get_num_threads(); torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-def rel_err(a, b):
-    "max|a - b| relative to the largest magnitude of b."
-    scale = np.max(np.abs(b))
-    return np.max(np.abs(a - b)) / scale if scale > 0 else np.max(np.abs(a))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), 'reference'))
+from optim_checks import (SHAPES, RTOL, rel_err, one_torch_thread, check_bad_hyperparameter, check_resume,
+                          rosenbrock as rosen, rosenbrock_grad as rosen_grad)
 
 def quadratic_gradient(x, t, i):
     "∇ of ½ Σ a (x − 2)² with curvatures a from 0.1 to 10, plus a term that changes every step."
@@ -111,16 +100,8 @@ BAD = [('lr', -1.0, ValueError), ('betas', (1.0, 0.9), ValueError), ('beta3', 1.
 
 @pytest.mark.parametrize('arg,value,kind', BAD)
 def test_bad_hyperparameters(arg, value, kind):
-    p = Parameter(np.ones((2, 3)))
-    with pytest.raises(kind, match=arg): Prodigy([p], **{arg: value})
-    opt = Prodigy([p])
-    for _ in range(2): p.grad = p.data - 2; opt.step()
-    before, state = p.data.copy(), copy.deepcopy(opt.state[p])
-    opt.param_groups[0][arg] = value
-    with pytest.raises(kind, match=arg): opt.step()
-    assert np.array_equal(p.data, before)
-    for k, v in state.items():
-        assert all(np.array_equal(x, y) for x, y in zip(v, opt.state[p][k])) if isinstance(v, list) else v == opt.state[p][k], k
+    towards_2 = lambda x: x - 2
+    check_bad_hyperparameter(Prodigy, {arg: value}, kind, arg, init=np.ones((2, 3)), warmup=(towards_2, towards_2), last=None, lr=None)
 
 @pytest.mark.parametrize('arg,value', [('lr', -1.0), ('betas', (1.0, 0.9)), ('beta3', 1.5), ('weight_decay', -1.0), ('eps', -1.0)])
 def test_refuses_what_the_reference_refuses(arg, value):
@@ -135,17 +116,11 @@ def train(opt, params, steps, start=0):
 def test_checkpoint_resume_is_bit_identical():
     kwargs = dict(weight_decay=0.01, bias_correction=True, growth_rate=1.5)
     init = [np.linspace(-1, 1, int(np.prod(s))).reshape(s) for s in SHAPES]
-    a = [Parameter(x.copy()) for x in init]; oa = Prodigy(a, **kwargs); train(oa, a, 40)
-    b = [Parameter(x.copy()) for x in init]; ob = Prodigy(b, **kwargs); train(ob, b, 15)
-    saved_params, saved = [q.data.copy() for q in b], copy.deepcopy(ob.state_dict())
-    c = [Parameter(x) for x in saved_params]; oc = Prodigy(c, **kwargs); oc.load_state_dict(saved); train(oc, c, 25, start=15)
-    for x, y in zip(a, c): assert np.array_equal(x.data, y.data)
+    oa, a, _, oc, c = check_resume(lambda p: Prodigy(p, **kwargs), init, lambda opt, ps, start, stop: train(opt, ps, stop - start, start),
+                                   total=40, split=15)
     sa, sc = oa.state[a[0]], oc.state[c[0]]
     assert sa['d'] == sc['d'] and sa['d_numerator'] == sc['d_numerator'] and sa['step'] == sc['step'] == 40
     for k in ('exp_avg', 'exp_avg_sq', 's', 'p0'): assert all(np.array_equal(x, y) for x, y in zip(sa[k], sc[k]))
-
-rosen = lambda x: (1 - x[0])**2 + 100 * (x[1] - x[0]**2)**2
-rosen_grad = lambda x: np.array([-2 * (1 - x[0]) - 400 * x[0] * (x[1] - x[0]**2), 200 * (x[1] - x[0]**2)])
 
 def test_rosenbrock():
     "From (−1.5, 2) with the defaults (no learning rate chosen), 2000 steps; observed 3.1e-6."

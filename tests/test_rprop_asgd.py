@@ -8,35 +8,20 @@ run's dtype, as torch keeps ASGD's eta and mu in it). The configurations are eve
 of torch's own optim_db for Rprop and ASGD, plus option combinations torch's list lacks (ASGD's averaging
 only starts after t0 steps, so a small t0 is added).
 """
-import copy, os, sys, warnings
+import os, sys, warnings
 import numpy as np
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), 'reference'))
 import make_reference as ref
+from optim_db_errors import optim_db_configs, optim_db_error_inputs as optim_db_errors
+from optim_checks import RTOL, rel_err, run_with_torch, check_bad_hyperparameter, descend, rosenbrock, rosenbrock_grad
 from minima.nn import Parameter
 from minima.optim.engine import CHUNK_SIZE, Engine
 from minima.optim.rprop import Rprop, ASGD, SparseAdam, rprop_update, asgd_update
 
 torch = pytest.importorskip('torch')
-RTOL = {'float64': 1e-10, 'float32': 1e-5}
 CLASSES = {'Rprop': Rprop, 'ASGD': ASGD}
-
-def rel_err(a, b):
-    "max|a - b| relative to the largest magnitude of b."
-    scale = np.max(np.abs(b))
-    return np.max(np.abs(a - b)) / scale if scale > 0 else np.max(np.abs(a))
-
-def optim_db_configs(name):
-    "torch's own configurations for `name` (each optim_inputs_func entry on CPU)."
-    from torch.testing._internal.common_optimizers import optim_db
-    info = next(i for i in optim_db if i.optim_cls.__name__ == name)
-    return [oi.kwargs for oi in info.optim_inputs_func('cpu', torch.float64)]
-
-def optim_db_errors(name):
-    from torch.testing._internal.common_optimizers import optim_db
-    info = next(i for i in optim_db if i.optim_cls.__name__ == name)
-    return info.optim_error_inputs_func('cpu', torch.float64)
 
 EXTRA = {'Rprop': [dict(lr=0.05, etas=(0.3, 1.5), step_sizes=(1e-3, 0.2), maximize=True), dict(lr=0.5, step_sizes=(0.0, 1.0))],
          'ASGD': [dict(lr=0.02, t0=10), dict(lr=0.02, lambd=0.1, alpha=0.5, t0=5, weight_decay=0.1, maximize=True),
@@ -51,18 +36,8 @@ def cases():
 
 def run_side_by_side(name, kw, dtype, shapes=ref.SHAPES, steps=120):
     init, grads = ref.make_inputs(np.dtype(dtype).type, shapes, steps, seed=3)
-    params = [Parameter(a.copy()) for a in ref.split(init, shapes)]
-    opt = CLASSES[name](params, **kw)
-    with ref.torch_default_dtype(np.dtype(dtype).type):
-        tparams = [torch.nn.Parameter(torch.from_numpy(a.copy())) for a in ref.split(init, shapes)]
-        topt = getattr(torch.optim, name)(tparams, foreach=False, **kw)
-        for t in range(1, steps + 1):
-            for p, tp, g in zip(params, tparams, ref.split(grads[t - 1], shapes)):
-                p.grad, tp.grad = g.copy(), torch.from_numpy(g.copy())
-            opt.step(); topt.step()
-            for i, (p, tp) in enumerate(zip(params, tparams)):
-                err = rel_err(p.data, tp.detach().numpy())
-                assert err <= RTOL[dtype], f'{name} {kw} step {t}, tensor {i}: relative error {err:.3g}'
+    params, opt, tparams, topt = run_with_torch(lambda ps: CLASSES[name](ps, **kw), lambda ps: getattr(torch.optim, name)(ps, foreach=False, **kw),
+                                                init, grads, dtype, shapes, what=f'{name} {kw} ')
     for p, tp in zip(params, tparams):
         mine, theirs = opt.state[p], topt.state[tp]
         assert sorted(mine) == sorted(theirs)
@@ -145,18 +120,7 @@ def test_every_optim_db_error_input():
     ('ASGD', dict(capturable=True), ValueError, 'capturable'), ('ASGD', dict(differentiable=True), ValueError, 'differentiable'),
 ])
 def test_bad_hyperparameters_name_the_argument_and_change_nothing(name, kw, exc, arg):
-    cls = CLASSES[name]
-    p = Parameter(np.array([1.0, -2.0]))
-    with pytest.raises(exc, match=arg): cls([p], **kw)
-    opt = cls([p], lr=0.1)
-    p.grad = np.array([0.5, 0.25]); opt.step()
-    before = (p.data.copy(), copy.deepcopy(opt.state_dict()))
-    opt.param_groups[0].update(kw)                       # an edited group is checked at the next step
-    p.grad = np.array([0.5, -0.25])
-    with pytest.raises(exc, match=arg): opt.step()
-    assert np.array_equal(p.data, before[0])
-    after = opt.state_dict()
-    for k, v in before[1]['state'][0].items(): assert np.array_equal(after['state'][0][k], v)
+    check_bad_hyperparameter(CLASSES[name], kw, exc, arg, init=[1.0, -2.0], warmup=([0.5, 0.25],), last=[0.5, -0.25])
 
 def test_foreach_is_accepted_and_changes_nothing():
     a, b = Parameter(np.array([1.0, -2.0])), Parameter(np.array([1.0, -2.0]))
@@ -199,15 +163,6 @@ def test_load_state_dict_refuses_a_wrong_shape_and_changes_nothing():
     assert np.array_equal(opt.state[p]['step_size'], before)
 
 # ---------------------------------------------------------------- convergence
-def rosenbrock_grad(x): return np.array([-2 * (1 - x[0]) - 400 * x[0] * (x[1] - x[0]**2), 200 * (x[1] - x[0]**2)])
-def rosenbrock(x): return (1 - x[0])**2 + 100 * (x[1] - x[0]**2)**2
-
-def descend(opt_fn, grad_fn, x0, steps):
-    x = Parameter(np.array(x0, dtype=float)); opt = opt_fn([x])
-    for _ in range(steps):
-        x.grad = grad_fn(x.data); opt.step()
-    return x.data
-
 A = np.diag([1.0, 10.0, 100.0]); B = np.array([1.0, -2.0, 0.5])
 def quad(x): return 0.5 * x @ A @ x - B @ x
 def quad_grad(x): return A @ x - B

@@ -3,7 +3,7 @@ AdamWScheduleFree), run side by side on the same gradients: float64 <= 1e-10 and
 relative per tensor after every step, with eval()/train() switches in the middle of training,
 weight decay, warmup, r, weight_lr_power and a learning-rate change. Then validation,
 checkpoints (bit-identical resume) and convergence."""
-import copy
+import copy, os, sys
 import numpy as np
 import pytest
 import torch
@@ -11,26 +11,15 @@ import schedulefree
 from minima.nn import Parameter
 from minima.optim.schedulefree import SGDScheduleFree, AdamWScheduleFree, sgd_schedulefree_update
 
-SHAPES = [(7,), (4, 5), (2, 3, 4)]
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), 'reference'))
+from optim_checks import (SHAPES, RTOL, rel_err, one_torch_thread, gradients as varying_gradients, check_bad_hyperparameter,
+                          rosenbrock as rosen, rosenbrock_grad as rosen_grad)
 
-@pytest.fixture(autouse=True, scope='module')
-def one_torch_thread():
-    "The reference's small matrix decompositions run many times faster on one thread than on two contended ones."
-    before = torch.get_num_threads(); torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-RTOL = {'float64': 1e-10, 'float32': 1e-5}
 PAIRS = {'SGD': (schedulefree.SGDScheduleFree, SGDScheduleFree), 'AdamW': (schedulefree.AdamWScheduleFree, AdamWScheduleFree)}
 
-def rel_err(a, b):
-    "max|a - b| relative to the largest magnitude of b."
-    scale = np.max(np.abs(b))
-    return np.max(np.abs(a - b)) / scale if scale > 0 else np.max(np.abs(a))
-
 def gradients(steps, dtype, shapes=SHAPES, seed=1):
-    "A fixed sequence of gradients whose scale varies over four orders of magnitude, independent of the parameters."
-    rng = np.random.default_rng(seed)
-    return [[(rng.standard_normal(s) * 10 ** rng.uniform(-2, 2) + 0.3).astype(dtype) for s in shapes] for _ in range(steps)]
+    "Scales over four decades, offset by 0.3."
+    return varying_gradients(steps, dtype, shapes, seed, offset=0.3)
 
 def side_by_side(name, kwargs, dtype, steps=120, switches=(), lr_changes={}, foreach=False, shapes=SHAPES):
     "Run the reference and minima on the same gradients; assert parity after every step and every mode switch."
@@ -114,15 +103,9 @@ BAD = [('lr', -0.1, ValueError), ('weight_decay', -1.0, ValueError), ('warmup_st
 @pytest.mark.parametrize('name', ['SGD', 'AdamW'])
 @pytest.mark.parametrize('arg,value,kind', BAD)
 def test_bad_hyperparameters(name, arg, value, kind):
-    mcls = PAIRS[name][1]
-    p = Parameter(np.ones(3))
-    with pytest.raises(kind, match=arg): mcls([p], **{arg: value})
-    opt = mcls([p], lr=0.1); opt.train()
-    p.grad = np.ones(3); opt.step()
-    before, state = p.data.copy(), copy.deepcopy(opt.state[p])
-    opt.param_groups[0][arg] = value
-    with pytest.raises(kind, match=arg): opt.step()
-    assert np.array_equal(p.data, before) and all(np.array_equal(opt.state[p][k], v) for k, v in state.items())
+    def make(params, **kw):
+        opt = PAIRS[name][1](params, **kw); opt.train(); return opt
+    check_bad_hyperparameter(make, {arg: value}, kind, arg, warmup=(1.0,), last=None)
 
 @pytest.mark.parametrize('arg,value', [('momentum', 0.0), ('momentum', 1.0), ('lr', -1.0), ('weight_decay', -1.0)])
 def test_sgd_refuses_what_the_reference_refuses(arg, value):
@@ -178,9 +161,6 @@ def test_update_function_alone():
     kw = dict(lr=0.1, momentum=0.9, weight_decay=0.0, warmup_steps=0, r=0.0, weight_lr_power=2.0)
     for t in (1, 2): sgd_schedulefree_update(p, p.copy(), state, step=t, **kw)
     assert p[0] == pytest.approx(0.8505, abs=1e-15) and state['z'][0] == pytest.approx(0.81, abs=1e-15)
-
-rosen = lambda x: (1 - x[0])**2 + 100 * (x[1] - x[0]**2)**2
-rosen_grad = lambda x: np.array([-2 * (1 - x[0]) - 400 * x[0] * (x[1] - x[0]**2), 200 * (x[1] - x[0]**2)])
 
 @pytest.mark.parametrize('name,kwargs,bound', [('SGD', dict(lr=0.002, warmup_steps=100), 0.5),     # observed 0.268
                                                ('AdamW', dict(lr=0.1), 0.01)])                   # observed 0.0039

@@ -13,7 +13,7 @@ length n > 2 under precondition_1d, an m x n matrix with n > m + 1), any orthono
 eigenspace is an eigenbasis and numpy's LAPACK and torch's pick different ones, so the runs diverge
 legitimately; the parity shapes (2,), (7,), (4, 5), (2, 3, 4) have no such repeated eigenvalue.
 """
-import copy, importlib.util, os
+import copy, importlib.util, os, sys
 import numpy as np
 import pytest
 import torch
@@ -21,25 +21,15 @@ from pytorch_optimizer import SOAP as ReferenceSOAP
 from minima.nn import Parameter
 from minima.optim.soap import SOAP, soap_update
 
-SHAPES = [(7,), (4, 5), (2, 3, 4)]
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), 'reference'))
+from optim_checks import (SHAPES, rel_err, one_torch_thread, gradients as varying_gradients, check_bad_hyperparameter, check_resume,
+                          rosenbrock as rosen, rosenbrock_grad as rosen_grad)
 
-@pytest.fixture(autouse=True, scope='module')
-def one_torch_thread():
-    "The reference's small matrix decompositions run many times faster on one thread than on two contended ones."
-    before = torch.get_num_threads(); torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 SHAPES_1D = [(2,), (4, 5), (2, 3, 4)]        # precondition_1d: a vector of length 2 has a 1-dim null space at the start
 
-def rel_err(a, b):
-    "max|a - b| relative to the largest magnitude of b."
-    scale = np.max(np.abs(b))
-    return np.max(np.abs(a - b)) / scale if scale > 0 else np.max(np.abs(a))
-
 def gradients(steps, dtype, shapes, seed=1):
-    "A fixed sequence of gradients whose scale varies over two orders of magnitude."
-    rng = np.random.default_rng(seed)
-    return [[(rng.standard_normal(s) * 10 ** rng.uniform(-1, 1) + 0.3).astype(dtype) for s in shapes] for _ in range(steps)]
+    "Scales over two decades, offset by 0.3."
+    return varying_gradients(steps, dtype, shapes, seed, decades=1, offset=0.3)
 
 def side_by_side(kwargs, dtype, shapes=SHAPES, steps=120):
     "Both optimizers on the same gradients; returns the worst relative error after each step, and both runs."
@@ -124,14 +114,8 @@ BAD = [('lr', -1.0, ValueError), ('betas', (1.0, 0.9), ValueError), ('betas', (0
 
 @pytest.mark.parametrize('arg,value,kind', BAD)
 def test_bad_hyperparameters(arg, value, kind):
-    p = Parameter(np.ones((2, 3)))
-    with pytest.raises(kind, match=arg): SOAP([p], **{arg: value})
-    opt = SOAP([p], lr=0.1)
-    for _ in range(2): p.grad = np.arange(6.0).reshape(2, 3); opt.step()
-    before, state = p.data.copy(), copy.deepcopy(opt.state[p])
-    opt.param_groups[0][arg] = value
-    with pytest.raises(kind, match=arg): opt.step()
-    assert np.array_equal(p.data, before) and all(np.array_equal(opt.state[p][k], v) for k, v in state.items())
+    G = np.arange(6.0).reshape(2, 3)
+    check_bad_hyperparameter(SOAP, {arg: value}, kind, arg, init=np.ones((2, 3)), warmup=(G, G), last=None)
 
 @pytest.mark.parametrize('arg,value', [('lr', -1.0), ('betas', (1.0, 0.9)), ('shampoo_beta', -0.1), ('eps', -1.0),
                                        ('weight_decay', -1.0), ('precondition_frequency', 0), ('max_precondition_dim', 0)])
@@ -148,12 +132,9 @@ def test_checkpoint_resume_is_bit_identical():
     "Save after 7 calls (one power iteration done at 6), continue to 30 (more at 11, 16, ...), compare with an uninterrupted run."
     kwargs = dict(lr=0.01, precondition_frequency=5, precondition_1d=True)
     init = [np.linspace(-1, 1, int(np.prod(s))).reshape(s) for s in SHAPES]
-    a = [Parameter(x.copy()) for x in init]; oa = SOAP(a, **kwargs); train(oa, a, 30)
-    b = [Parameter(x.copy()) for x in init]; ob = SOAP(b, **kwargs); train(ob, b, 7)
-    saved_params, saved = [q.data.copy() for q in b], copy.deepcopy(ob.state_dict())
-    c = [Parameter(x) for x in saved_params]; oc = SOAP(c, **kwargs); oc.load_state_dict(saved); train(oc, c, 23, start=7)
+    oa, a, _, oc, c = check_resume(lambda p: SOAP(p, **kwargs), init, lambda opt, ps, start, stop: train(opt, ps, stop - start, start),
+                                   total=30, split=7)
     for x, y in zip(a, c):
-        assert np.array_equal(x.data, y.data)
         for k, v in oa.state[x].items(): assert np.array_equal(v, oc.state[y][k]), k
 
 def test_load_state_dict_checks_the_matrices():
@@ -171,9 +152,6 @@ def test_update_function_alone():
               max_precondition_dim=10000, precondition_1d=False, correct_bias=True, normalize_gradient=False, maximize=False)
     soap_update(p, G, state, step=1, **kw); assert np.array_equal(p, np.zeros((2, 2)))
     soap_update(p, G, state, step=2, **kw); np.testing.assert_allclose(p, -0.1 * np.eye(2), atol=1e-8)
-
-rosen = lambda x: (1 - x[0])**2 + 100 * (x[1] - x[0]**2)**2
-rosen_grad = lambda x: np.array([-2 * (1 - x[0]) - 400 * x[0] * (x[1] - x[0]**2), 200 * (x[1] - x[0]**2)])
 
 def test_rosenbrock():
     "From (−1.5, 2), 2000 steps, rotating the 2-vector; observed 1.0e-6."

@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['weight_decay_spec', 'sign_and_decay_flags', 'scratch', 'sign_and_decay', 'moving_average_', 'moving_average_sq_',
-           'adam_moments_', 'bias_correction']
+           'adam_moments_', 'bias_correction', 'lerp_']
 
 # %% ../../nbs/04a_optim_blocks.ipynb #17935984
 import threading
@@ -85,3 +85,15 @@ def bias_correction(beta:float, # $\beta$
                    )->float: # $1-\beta^t$
     "1 − βᵗ: what a zero-started moving average of a constant falls short by after `step` steps."
     return 1 - beta ** step
+
+# %% ../../nbs/04a_optim_blocks.ipynb #faabff5b
+def lerp_(avg:np.ndarray, # the average $m$, updated in place
+          x:np.ndarray, # the new value $x$
+          weight:float, # $w$ in $[0, 1]$, e.g. $1-\beta$
+         ):
+    "m ← m + w (x − m), computed as x − (1 − w)(x − m) when w ≥ 1/2 (exact at w = 1), as torch's `lerp_`."
+    d = np.subtract(x, avg)
+    # m ← m + w (x − m)
+    if weight < 0.5: avg += weight * d
+    # m ← x − (1 − w)(x − m)
+    else: np.subtract(x, (1 - weight) * d, out=avg)

@@ -12,17 +12,10 @@ import numpy as np
 from ..autograd import Tensor, no_grad
 from ..nn import Module
 from ..nn.layers import _BatchNorm
+from .blocks import lerp_
 from .lr_scheduler import LRScheduler, _check_int, _check_real, _check_choice, _per_group
 
 # %% ../../nbs/04s_optim_swa_utils.ipynb #976f47f9
-def _lerp_(a:np.ndarray, b:np.ndarray, weight:float):
-    "a ← a + w(b − a) in place, computed from b's side when w ≥ ½ (torch's lerp)."
-    if a.dtype.kind != 'f':
-        # integers: the float result rounded toward zero
-        np.copyto(a, a + weight * (b - a), casting='unsafe'); return
-    if weight < 0.5: a += weight * (b - a)
-    else: np.copyto(a, b - (1 - weight) * (b - a))
-
 def _check_decay(decay):
     if not 0.0 <= decay <= 1.0: raise ValueError(f"Invalid decay value {decay} provided. Please provide a value in [0,1] range.")
 
@@ -33,7 +26,7 @@ def get_ema_multi_avg_fn(decay:float=0.999): # β in [0, 1]
         for ema, current in zip(ema_param_list, current_param_list):
             if ema.dtype.kind == 'f':
                 # w̄ ← w̄ + (1 − β)(w − w̄)
-                _lerp_(ema, current, 1 - decay)
+                lerp_(ema, current, 1 - decay)
             else: np.copyto(ema, ema * decay + current * (1 - decay), casting='unsafe')
     return ema_update
 
@@ -43,7 +36,7 @@ def get_swa_multi_avg_fn():
         for averaged, current in zip(averaged_param_list, current_param_list):
             if averaged.dtype.kind == 'f':
                 # w̄ ← w̄ + (w − w̄)/(n + 1)
-                _lerp_(averaged, current, 1 / (num_averaged + 1))
+                lerp_(averaged, current, 1 / (num_averaged + 1))
             else: averaged += np.trunc((current - averaged) / (num_averaged + 1)).astype(averaged.dtype)
     return swa_update
 

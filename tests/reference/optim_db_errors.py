@@ -1,10 +1,38 @@
-"""torch's optim_db error inputs, run against a minima optimizer class: shared by the tests of every optimizer that
-takes them one by one (Muon, Adafactor)."""
-import warnings
+"""torch's own optimizer database (torch.testing._internal.common_optimizers.optim_db) for minima's tests: an
+optimizer's configurations and error inputs, the error inputs run against a minima optimizer class (for the optimizers
+that take them one by one: Muon, Adafactor), and torch's signature compared with minima's."""
+import inspect, warnings
 import numpy as np
 import pytest
 import torch
 from minima.nn import Parameter
+
+def optim_db_info(name):
+    "optim_db's entry for the torch optimizer class called `name`."
+    from torch.testing._internal.common_optimizers import optim_db
+    return next(info for info in optim_db if info.optim_cls.__name__ == name)
+
+def optim_db_inputs(name):
+    "optim_db's configurations for `name` on CPU (tensors in them made in float64): each has .desc and .kwargs."
+    import make_reference as ref
+    with ref.torch_default_dtype(np.float64):
+        return optim_db_info(name).optim_inputs_func('cpu', torch.float64)
+
+def optim_db_configs(name): return [oi.kwargs for oi in optim_db_inputs(name)]
+
+def optim_db_error_inputs(name):
+    "optim_db's error inputs for `name` on CPU (tensors in them made in float64)."
+    import make_reference as ref
+    with ref.torch_default_dtype(np.float64):
+        return optim_db_info(name).optim_error_inputs_func('cpu', torch.float64)
+
+def check_signature_is_torchs(mine, theirs, leave_out=()):
+    "minima's class `mine` takes torch's arguments (but `leave_out`) in torch's order and kind, with torch's defaults; its own last."
+    theirs = {k: v for k, v in inspect.signature(theirs).parameters.items() if k not in leave_out}
+    ours = inspect.signature(mine).parameters
+    assert list(theirs) == [k for k in ours if k not in ('nonfinite', 'clip_norm')]
+    for k, v in theirs.items():
+        if k != 'params': assert ours[k].default == v.default and ours[k].kind == v.kind, k
 
 def to_minima(x, made=None):
     "A torch error input's params, in minima's terms (the same torch tensor twice becomes the same Parameter twice)."
