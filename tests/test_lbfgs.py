@@ -10,8 +10,9 @@ for LBFGS plus options those lack, each run for 5 `step()` calls of up to max_it
 
 Before each `step()` torch is given minima's parameters and state. Without that, the two runs drift apart:
 torch's dot products (MKL's ddot) and numpy's (OpenBLAS's) round differently by an ulp, and on these
-problems an ulp grows along the run like any perturbation of an L-BFGS path (measured on the 39-dimensional
-Rosenbrock: 1e-16 at the 2nd closure call, 6e-11 at the 33rd, 2e-9 at the 36th). Re-synchronising at every
+problems an ulp grows along the run like any perturbation of an L-BFGS path (on Rosenbrock with the fixed step,
+test_free_running_iterates_match_torch_float64 finds 4.9e-11 over the first 34 closure calls and 1.7e-5 by the
+79th). Re-synchronising at every
 `step()` keeps each comparison a test of the algorithm over up to 20 iterations, not of the growth of rounding.
 test_free_running_iterates_match_torch_float64 runs the two without re-synchronising, from start to convergence,
 and says over how many closure calls 1e-10 holds.
