@@ -396,22 +396,26 @@ def _pyplot():
     import matplotlib.pyplot as plt
     return plt
 
+def _style(i:int)->dict:
+    "Colour and line style of the `i`-th optimizer of a picture: ten colours, then the same ten dashed, then dotted."
+    return dict(color=f'C{i % 10}', linestyle=('-', '--', ':')[i // 10 % 3])
+
 def plot_curves(rows:list, # rows of one problem from `summarize`
                 records:list, # the records, for the band over seeds
                 title:str='', path=None, # write a PNG here
                ):
-    "Training loss per step at each optimizer's best learning rate: raw (faint), smoothed (solid), range over seeds (band)."
+    "Training loss per step at each optimizer's best learning rate: raw (faint), smoothed (thick), range over seeds (band)."
     plt = _pyplot()
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
     fig, ax = plt.subplots(figsize=(11, 4.5))
     w = 1
-    for row in rows:
+    for i, row in enumerate(rows):
         if row['status'] != 'ok': continue
         raw, smooth = row['curve']
         w = len(raw) - len(smooth) + 1
         offset = w
-        line, = ax.plot(np.arange(offset, len(raw) + 1), smooth, lw=1.8, label=f"{row['optimizer']} (lr {row['lr']:.3g})")
+        line, = ax.plot(np.arange(offset, len(raw) + 1), smooth, lw=1.8, label=f"{row['optimizer']} (lr {row['lr']:.3g})", **_style(i))
         ax.plot(np.arange(1, len(raw) + 1), raw, color=line.get_color(), alpha=0.18, lw=0.7)
         runs = [r for r in records if (r['problem'], r['optimizer'], r['lr'], r['status']) == (row['problem'], row['optimizer'], row['lr'], 'ok')]
         if len(runs) > 1:
@@ -420,7 +424,7 @@ def plot_curves(rows:list, # rows of one problem from `summarize`
             ax.fill_between(np.arange(offset, offset + each.shape[1]), each.min(0), each.max(0), color=line.get_color(), alpha=0.2, lw=0)
     handles, labels = ax.get_legend_handles_labels()
     handles += [Line2D([], [], color='0.5', alpha=0.35, lw=0.7), Line2D([], [], color='0.3', lw=1.8), Patch(color='0.5', alpha=0.25)]
-    labels += ['faint: loss of each step (mean over seeds)', f'solid: moving average over {w} steps', 'band: range over seeds']
+    labels += ['faint: loss of each step (mean over seeds)', f'thick: moving average over {w} steps', 'band: range over seeds']
     diverged = [row['optimizer'] for row in rows if row['status'] != 'ok']
     if diverged: handles.append(Line2D([], [], lw=0)); labels.append(f"not shown ({'/'.join(sorted({r['status'] for r in rows if r['status'] != 'ok'}))}): {', '.join(diverged)}")
     ax.legend(handles, labels, fontsize=8, loc='upper left', bbox_to_anchor=(1.01, 1))
@@ -445,10 +449,10 @@ def plot_lr_sensitivity(records:list, # records of one problem
         runs = sorted((r for r in records if r['optimizer'] == o and r['seed'] == 0), key=lambda r: r['lr'])
         ok = [r for r in runs if r['status'] == 'ok']
         bad = [r for r in runs if r['status'] != 'ok']
-        line, = ax.plot([r['lr'] for r in ok], [r['val_loss'] for r in ok], 'o-', color=f'C{i}', label=o, ms=4)
+        line, = ax.plot([r['lr'] for r in ok], [r['val_loss'] for r in ok], marker='o', label=o, ms=4, **_style(i))
         if bad:
             any_bad = True
-            ax.plot([r['lr'] for r in bad], [top] * len(bad), 'x', color=f'C{i}', ms=9, mew=2, clip_on=False)
+            ax.plot([r['lr'] for r in bad], [top] * len(bad), 'x', color=_style(i)['color'], ms=9, mew=2, clip_on=False)
     handles, labels = ax.get_legend_handles_labels()
     if any_bad: handles.append(Line2D([], [], marker='x', color='0.3', lw=0, ms=8, mew=2)); labels.append('diverged or failed (top edge)')
     ax.legend(handles, labels, fontsize=8, loc='upper left', bbox_to_anchor=(1.01, 1))
@@ -477,7 +481,7 @@ def plot_profile(table:dict, path=None):
     plt = _pyplot()
     taus, rho = performance_profile(table)
     fig, ax = plt.subplots(figsize=(9, 4.2))
-    for o, f in rho.items(): ax.step(taus, f, where='post', lw=1.8, label=o)
+    for i, (o, f) in enumerate(rho.items()): ax.step(taus, f, where='post', lw=1.8, label=o, **_style(i))
     ax.set_xscale('log'); ax.set_ylim(-0.03, 1.03); ax.grid(True, which='both', alpha=0.3)
     ax.set_xlabel('τ: steps to target as a multiple of the fastest optimizer\'s'); ax.set_ylabel('fraction of problems')
     ax.set_title(f'Performance profile over {len(table)} problem(s)'); ax.legend(fontsize=8, loc='upper left', bbox_to_anchor=(1.01, 1))
