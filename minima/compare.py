@@ -298,7 +298,7 @@ def best_lrs(records:list)->dict: # (problem, optimizer) -> learning rate
 
 def compare(problems=None, # problem names (None: all)
             optimizers=DEFAULT_OPTIMIZERS, # optimizer names
-            lrs=None, # learning rates to try (None: each optimizer's default)
+            lrs=None, # learning rates to try: a list, or a dict problem -> list (None, or a problem not in the dict: each optimizer's default)
             seeds:int=1, # seeds per problem and optimizer, at the best learning rate
             epochs:int=None, # passes over the training data (None: each problem's default)
             steps:int=None, # or update steps per trial
@@ -315,9 +315,11 @@ def compare(problems=None, # problem names (None: all)
     def trial(p, o, lr, seed):
         e = PROBLEMS[p].quick_epochs if quick and epochs is None and steps is None else epochs
         return Trial(p, o, float(lr), seed, e, steps, batch_size, root if PROBLEMS[p].uses_root else None)
+    def grid(p, o):
+        rates = lrs.get(p) if isinstance(lrs, dict) else lrs
+        return rates if rates is not None else [find_optimizer(o)[1]]
     with executor(workers, scheduler, progress) as run:
-        first = run_trials([trial(p, o, lr, 0) for p in problems for o in optimizers
-                            for lr in (lrs if lrs is not None else [find_optimizer(o)[1]])], out, run, progress, 'lr grid')
+        first = run_trials([trial(p, o, lr, 0) for p in problems for o in optimizers for lr in grid(p, o)], out, run, progress, 'lr grid')
         best = best_lrs(first)
         more = [trial(p, o, best[p, o], s) for p in problems for o in optimizers if (p, o) in best for s in range(1, seeds)]
         return first + run_trials(more, out, run, progress, 'more seeds')
@@ -394,22 +396,26 @@ def _pyplot():
     import matplotlib.pyplot as plt
     return plt
 
+def _style(i:int)->dict:
+    "Colour and line style of the `i`-th optimizer of a picture: ten colours, then the same ten dashed, then dotted."
+    return dict(color=f'C{i % 10}', linestyle=('-', '--', ':')[i // 10 % 3])
+
 def plot_curves(rows:list, # rows of one problem from `summarize`
                 records:list, # the records, for the band over seeds
                 title:str='', path=None, # write a PNG here
                ):
-    "Training loss per step at each optimizer's best learning rate: raw (faint), smoothed (solid), range over seeds (band)."
+    "Training loss per step at each optimizer's best learning rate: raw (faint), smoothed (thick), range over seeds (band)."
     plt = _pyplot()
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
     fig, ax = plt.subplots(figsize=(11, 4.5))
     w = 1
-    for row in rows:
+    for i, row in enumerate(rows):
         if row['status'] != 'ok': continue
         raw, smooth = row['curve']
         w = len(raw) - len(smooth) + 1
         offset = w
-        line, = ax.plot(np.arange(offset, len(raw) + 1), smooth, lw=1.8, label=f"{row['optimizer']} (lr {row['lr']:.3g})")
+        line, = ax.plot(np.arange(offset, len(raw) + 1), smooth, lw=1.8, label=f"{row['optimizer']} (lr {row['lr']:.3g})", **_style(i))
         ax.plot(np.arange(1, len(raw) + 1), raw, color=line.get_color(), alpha=0.18, lw=0.7)
         runs = [r for r in records if (r['problem'], r['optimizer'], r['lr'], r['status']) == (row['problem'], row['optimizer'], row['lr'], 'ok')]
         if len(runs) > 1:
@@ -418,7 +424,7 @@ def plot_curves(rows:list, # rows of one problem from `summarize`
             ax.fill_between(np.arange(offset, offset + each.shape[1]), each.min(0), each.max(0), color=line.get_color(), alpha=0.2, lw=0)
     handles, labels = ax.get_legend_handles_labels()
     handles += [Line2D([], [], color='0.5', alpha=0.35, lw=0.7), Line2D([], [], color='0.3', lw=1.8), Patch(color='0.5', alpha=0.25)]
-    labels += ['faint: loss of each step (mean over seeds)', f'solid: moving average over {w} steps', 'band: range over seeds']
+    labels += ['faint: loss of each step (mean over seeds)', f'thick: moving average over {w} steps', 'band: range over seeds']
     diverged = [row['optimizer'] for row in rows if row['status'] != 'ok']
     if diverged: handles.append(Line2D([], [], lw=0)); labels.append(f"not shown ({'/'.join(sorted({r['status'] for r in rows if r['status'] != 'ok'}))}): {', '.join(diverged)}")
     ax.legend(handles, labels, fontsize=8, loc='upper left', bbox_to_anchor=(1.01, 1))
@@ -443,10 +449,10 @@ def plot_lr_sensitivity(records:list, # records of one problem
         runs = sorted((r for r in records if r['optimizer'] == o and r['seed'] == 0), key=lambda r: r['lr'])
         ok = [r for r in runs if r['status'] == 'ok']
         bad = [r for r in runs if r['status'] != 'ok']
-        line, = ax.plot([r['lr'] for r in ok], [r['val_loss'] for r in ok], 'o-', color=f'C{i}', label=o, ms=4)
+        line, = ax.plot([r['lr'] for r in ok], [r['val_loss'] for r in ok], marker='o', label=o, ms=4, **_style(i))
         if bad:
             any_bad = True
-            ax.plot([r['lr'] for r in bad], [top] * len(bad), 'x', color=f'C{i}', ms=9, mew=2, clip_on=False)
+            ax.plot([r['lr'] for r in bad], [top] * len(bad), 'x', color=_style(i)['color'], ms=9, mew=2, clip_on=False)
     handles, labels = ax.get_legend_handles_labels()
     if any_bad: handles.append(Line2D([], [], marker='x', color='0.3', lw=0, ms=8, mew=2)); labels.append('diverged or failed (top edge)')
     ax.legend(handles, labels, fontsize=8, loc='upper left', bbox_to_anchor=(1.01, 1))
@@ -475,7 +481,7 @@ def plot_profile(table:dict, path=None):
     plt = _pyplot()
     taus, rho = performance_profile(table)
     fig, ax = plt.subplots(figsize=(9, 4.2))
-    for o, f in rho.items(): ax.step(taus, f, where='post', lw=1.8, label=o)
+    for i, (o, f) in enumerate(rho.items()): ax.step(taus, f, where='post', lw=1.8, label=o, **_style(i))
     ax.set_xscale('log'); ax.set_ylim(-0.03, 1.03); ax.grid(True, which='both', alpha=0.3)
     ax.set_xlabel('τ: steps to target as a multiple of the fastest optimizer\'s'); ax.set_ylabel('fraction of problems')
     ax.set_title(f'Performance profile over {len(table)} problem(s)'); ax.legend(fontsize=8, loc='upper left', bbox_to_anchor=(1.01, 1))
@@ -545,6 +551,23 @@ def _names(p, value, option, known):
         seen.add(n.lower())
     return names
 
+def _sweep_lrs(p, values, problems, quick):
+    "The learning rates the --sweep values give: one list (None: each optimizer's default), or a dict problem -> list when a problem has its own grid."
+    specs = {}  # problem (None: every problem) -> (low, high, n) or None
+    for value in values or []:
+        names, given, spec = value.rpartition('=')
+        for k in _names(p, names, '--sweep', PROBLEMS) if given else [None]:
+            if k is not None and k not in PROBLEMS: p.error(f"--sweep: unknown problem {k!r}; choose from {', '.join(PROBLEMS)}")
+            if k in specs: p.error(f"--sweep: two grids for {'every problem' if k is None else k}")
+            try: specs[k] = parse_sweep(spec)
+            except ValueError as e: p.error(f'--sweep: {e}')
+    if None not in specs:
+        low, high, n = parse_sweep(DEFAULT_SWEEP)
+        specs[None] = (low, high, 3 if quick else n)
+    grid = lambda spec: None if spec is None else lr_grid(*spec)
+    own = {k: grid(spec) for k, spec in specs.items() if k in problems}
+    return {k: own.get(k, grid(specs[None])) for k in problems} if own else grid(specs[None])
+
 def parse_args(argv=None)->argparse.Namespace:
     "Parse and check the command line; a bad argument exits with code 2 and a one-line message."
     p = _Parser(prog='minima-compare', description='Compare optimizers on small real problems: an lr grid, several seeds, a report.')
@@ -553,7 +576,9 @@ def parse_args(argv=None)->argparse.Namespace:
                    f"(default: {','.join(DEFAULT_OPTIMIZERS)}; with --quick: {','.join(QUICK_OPTIMIZERS)})")
     lr = p.add_mutually_exclusive_group()
     lr.add_argument('--lr', type=_positive(float), default=None, help='one learning rate for every optimizer (no sweep)')
-    lr.add_argument('--sweep', default=None, help="learning-rate grid 'lr:LOW:HIGH:N' on a log scale (default: lr:1e-4:1:9), or 'none' for each optimizer's default")
+    lr.add_argument('--sweep', action='append', default=None, metavar='SPEC',
+                    help="learning-rate grid 'lr:LOW:HIGH:N' on a log scale (default: lr:1e-4:1:9), or 'none' for each optimizer's default; "
+                         "'PROBLEMS=SPEC' (problems separated by commas) gives those problems their own grid; repeat --sweep for several")
     budget = p.add_mutually_exclusive_group()
     budget.add_argument('--epochs', type=_positive(int), default=None, help="passes over the training data per trial (default: each problem's)")
     budget.add_argument('--steps', type=_positive(int), default=None, help='update steps per trial instead of epochs')
@@ -573,11 +598,7 @@ def parse_args(argv=None)->argparse.Namespace:
     for n in a.optimizers:
         try: find_optimizer(n)
         except KeyError as e: p.error(f'--optimizers: {e.args[0]}')
-    try: spec = parse_sweep(a.sweep or DEFAULT_SWEEP)
-    except ValueError as e: p.error(f'--sweep: {e}')
-    if a.lr is not None: a.lrs = [a.lr]
-    elif spec is None: a.lrs = None
-    else: a.lrs = lr_grid(*(spec[:2] + (3,) if a.quick and a.sweep is None else spec))
+    a.lrs = [a.lr] if a.lr is not None else _sweep_lrs(p, a.sweep, a.problems, a.quick)
     a.seeds = a.seeds or (1 if a.quick else 3)
     if 'charlm' in a.problems:
         try: problems_nets.char_data()
@@ -597,6 +618,14 @@ def parse_args(argv=None)->argparse.Namespace:
     return a
 
 # %% ../nbs/07_compare.ipynb #11704d89
+def _lrs_text(lrs):
+    "The learning rates of a run in words, per group of problems when they differ."
+    if lrs is None: return 'each default lr'
+    if not isinstance(lrs, dict): return f"lr {', '.join(f'{x:g}' for x in lrs)}"
+    groups = {}
+    for p, rates in lrs.items(): groups.setdefault(None if rates is None else tuple(rates), []).append(p)
+    return '; '.join(f"{_lrs_text(None if g is None else list(g))} on {', '.join(ps)}" for g, ps in groups.items())
+
 def run(argv=None)->list:
     "Parse `argv` (default: `sys.argv[1:]`), run the comparison, print the tables, write the report; return the records."
     a = parse_args(argv)
@@ -609,8 +638,7 @@ def run(argv=None)->list:
     for p, rows in table.items():
         print(f'\n{p}: {PROBLEMS[p].summary}')
         print(format_table(rows, PROBLEMS[p].metric_name))
-    lrs = 'each default lr' if a.lrs is None else f"lr {', '.join(f'{x:g}' for x in a.lrs)}"
-    settings = (f"{len(records)} trials: {', '.join(a.optimizers)} on {', '.join(a.problems)}; {lrs}; "
+    settings = (f"{len(records)} trials: {', '.join(a.optimizers)} on {', '.join(a.problems)}; {_lrs_text(a.lrs)}; "
                 f"{a.seeds} seed(s) at the best lr; " + ('quick budgets' if a.quick else 'steps ' + str(a.steps) if a.steps else
                 f"epochs {a.epochs}" if a.epochs else "each problem's epochs") + '.')
     try: path = write_report(records, a.out, settings)

@@ -86,6 +86,10 @@ def corrupt_mnist(tmp_path):
     (['--sweep', 'lr:1e-3:1:1'], 'at least 2 points'),
     (['--sweep', 'lr:x:1'], 'must be numbers'),
     (['--lr', '0.1', '--sweep', 'lr'], 'not allowed with argument'),
+    (['--sweep', 'cifar=lr'], "--sweep: unknown problem 'cifar'"),
+    (['--sweep', 'lr', '--sweep', 'lr:1e-3:1'], '--sweep: two grids for every problem'),
+    (['--sweep', 'mlp=lr', '--sweep', 'logreg,mlp=none'], '--sweep: two grids for mlp'),
+    (['--sweep', 'mlp=lr:1:1e-3'], '0 < low < high'),
     (['--lr', '-1'], 'must be positive'),
     (['--seeds', '0'], 'must be positive'),
     (['--epochs', '2', '--steps', '5'], 'not allowed with argument'),
@@ -137,6 +141,17 @@ def test_some_runs_diverged_exit_0(tmp_path):
     assert '1 trial(s) diverged' in r.stderr and 'Warning' not in r.stderr
     status = {rec['problem']: rec['status'] for rec in records_in(tmp_path).values()}
     assert status == {'quadratic': 'diverged', 'logreg': 'ok'}
+
+
+def test_a_problem_with_its_own_grid(tmp_path):
+    "--sweep PROBLEMS=SPEC: those problems run their own grid, the others the grid for every problem; the report says which."
+    r = run_cli('--problem', 'logreg,quadratic', '--optimizers', 'sgd', '--sweep', 'lr:0.01:0.1:2', '--sweep', 'quadratic=lr:1e-3:1e-1:3',
+                '--quick', '--out', str(tmp_path), '--no-progress')
+    assert r.returncode == 0, r.stderr
+    lrs = {}
+    for rec in records_in(tmp_path).values(): lrs.setdefault(rec['problem'], set()).add(rec['lr'])
+    assert lrs == {'logreg': {0.01, 0.1}, 'quadratic': {1e-3, 1e-2, 0.1}}
+    assert 'lr 0.01, 0.1 on logreg; lr 0.001, 0.01, 0.1 on quadratic' in (tmp_path / 'report.md').read_text()
 
 
 SCRIPT = '''
