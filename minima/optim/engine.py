@@ -163,9 +163,8 @@ def _movable(params:list) -> dict:
 def _run(update, param:np.ndarray, grads:list, arrays:dict, numbers:dict, pools, clips:list=None, cuts:list=None, **hyper) -> dict:
     "Call `update` on the chunks of a run (flat `param`, its `grads`, flat state `arrays`); return what the calls stored: {key: flat array or number}."
     length, parallel = _chunking(param.size)
-    sizes = None if cuts is not None and clips is None else [g.size for g in grads]
-    if cuts is None: cuts = _cuts(sizes, length)
-    begins = None if clips is None else np.cumsum([0] + sizes).tolist()
+    if cuts is None: cuts = _cuts([g.size for g in grads], length)
+    begins = None if clips is None else np.cumsum([0] + [g.size for g in grads]).tolist()   # where each gradient starts in the run
     stored = {}
     def work(slot, cut):
         start, stop, first, last, *_ = cut
@@ -293,8 +292,10 @@ class _Plan:
         self.arrays = {k: [s[k] for s in states] for k in self.keys}
         self.size = len(states[0])
         places = sorted((layout.start[p], p.data.size, j) for j, p in enumerate(params))
-        self.order = None if [j for *_, j in places] == list(range(len(params))) else [j for *_, j in places]
-        self.stretches, at = [], 0   # each stretch of consecutive parameters: (start, stop, first, last in `order`, its chunks)
+        order = [j for *_, j in places]
+        self.order = None if order == list(range(len(params))) else order   # None: the layout's order is the group's
+        self.laid_params, self.laid_states = [self.params[j] for j in order], [states[j] for j in order]   # in the layout's order
+        self.stretches, at = [], 0   # each stretch of consecutive parameters: (start, stop, first, last in the layout's order, its chunks)
         for run in _consecutive_places(places):
             start, stop = run[0][0], run[-1][0] + run[-1][1]
             cuts = _cuts([size for _, size, _ in run], _chunking(stop - start)[0])
@@ -325,13 +326,12 @@ class _Plan:
         for start, stop, a, b, cuts in self.stretches:
             stored = _run(update, layout.arrays['param'][start:stop], grads[a:b], {k: layout.arrays[k][start:stop] for k in self.keys},
                           numbers, pools, None if clips is None else clips[a:b], cuts, step=step, **hyper)
-            states = self.states[a:b] if self.order is None else [self.states[j] for j in self.order[a:b]]
+            states = self.laid_states[a:b]
             for k, v in stored.items():
                 if not isinstance(v, np.ndarray):
                     for state in states: state[k] = v
                     continue
-                params = self.params[a:b] if self.order is None else [self.params[j] for j in self.order[a:b]]
-                for p, state in zip(params, states):   # a new state array (a setting turned on): into the flat arrays
+                for p, state in zip(self.laid_params[a:b], states):   # a new state array (a setting turned on): into the flat arrays
                     offset = layout.start[p] - start
                     view = layout.view(k, p); np.copyto(view.reshape(-1), v[offset:offset + p.data.size]); state[k] = view
                 self.size = -1   # the plan no longer holds
